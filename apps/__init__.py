@@ -1,0 +1,1 @@
+"""Device applications (the live camera+microphone app); they use `edgemm.runtimes` only, never torch."""

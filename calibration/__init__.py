@@ -1,0 +1,1 @@
+"""Calibration sets for INT8 quantization, read through the runtime's own preprocessing."""

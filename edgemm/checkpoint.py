@@ -1,0 +1,109 @@
+"""Checkpoints: weights in safetensors (no pickle) plus a JSON sidecar with everything else."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from edgemm.models import build_model
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
+
+CHECKPOINT_FORMAT = "edgemm-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(EdgemmError):
+    """A checkpoint or its sidecar is missing, corrupt or does not fit its config."""
+
+
+@dataclass
+class Checkpoint:
+    """A model with the preprocessing and labels it was trained for."""
+
+    model: nn.Module
+    model_config: dict[str, Any]
+    image: ImageSpec
+    audio: AudioSpec
+    labels: list[str]
+    record: dict[str, Any] = field(default_factory=dict)  # data/training settings and results
+
+
+def sidecar(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write `path` (.safetensors) and its `.json` sidecar, each atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in ckpt.model.state_dict().items()}
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": ckpt.model_config,
+        "preprocessing": {"image": ckpt.image.to_dict(), "audio": ckpt.audio.to_dict()},
+        "labels": ckpt.labels,
+        **ckpt.record,
+    }
+    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": CHECKPOINT_FORMAT}))
+    _atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`; the model comes back in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    meta_path = sidecar(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_path}: missing or unreadable checkpoint config ({exc})") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{meta_path}: not an edgemm checkpoint config of version <= {CHECKPOINT_VERSION}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors file ({exc})") from exc
+    try:
+        model = build_model(meta["model"])
+        model.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the config in {meta_path.name} ({first})") from exc
+    record = {k: v for k, v in meta.items() if k not in ("format", "version", "model", "preprocessing", "labels")}
+    return Checkpoint(
+        model=model.eval(),
+        model_config=meta["model"],
+        image=ImageSpec.from_dict(meta["preprocessing"]["image"]),
+        audio=AudioSpec.from_dict(meta["preprocessing"]["audio"]),
+        labels=list(meta["labels"]),
+        record=record,
+    )
+
+
+def default_checkpoint() -> Path:
+    """The teacher checkpoint shipped inside the package."""
+    return Path(__file__).parent / "checkpoints" / "teacher.safetensors"
+

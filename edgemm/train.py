@@ -1,0 +1,140 @@
+"""`edgemm train`: fit the teacher on av-digits with modality dropout and auxiliary per-modality heads."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from edgemm.checkpoint import Checkpoint
+from edgemm.data.avdigits import LABELS, AVDigitsConfig, Split, load_split
+from edgemm.data.features import fit_audio_norm, split_tensors
+from edgemm.models import build_model, count_parameters
+from edgemm.models.teacher import TeacherConfig
+from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (recorded in the checkpoint sidecar)."""
+
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    modality_dropout: float = 0.2  # probability of dropping each modality (never both)
+    aux_weight: float = 0.5  # weight of the image-only and audio-only auxiliary losses
+    seed: int = 0
+    threads: int | None = None
+    limit: int | None = None  # use only the first N training samples (tiny runs, tests)
+    model: dict = field(default_factory=lambda: TeacherConfig().to_dict())
+    data: AVDigitsConfig = AVDigitsConfig()
+
+
+@dataclass
+class Tensors:
+    image: torch.Tensor
+    audio: torch.Tensor
+    labels: torch.Tensor
+
+
+def to_tensors(split: Split, image_spec: ImageSpec, audio_spec: AudioSpec) -> Tensors:
+    image, audio = split_tensors(split, image_spec, audio_spec)
+    return Tensors(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(split.labels))
+
+
+PRESENCE = {"fused": (1.0, 1.0), "image": (1.0, 0.0), "audio": (0.0, 1.0)}
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, data: Tensors, mode: str = "fused", batch: int = 256) -> torch.Tensor:
+    """Logits of `model` on all of `data` with one modality pattern (fused, image-only, audio-only)."""
+    model.eval()
+    outs = []
+    for s in range(0, len(data.labels), batch):
+        img, aud = data.image[s : s + batch], data.audio[s : s + batch]
+        present = torch.tensor(PRESENCE[mode]).expand(len(img), 2)
+        outs.append(model(img, aud, present)[0])
+    return torch.cat(outs) if outs else torch.zeros(0, 10)
+
+
+def accuracy(model: torch.nn.Module, data: Tensors, mode: str = "fused") -> float:
+    return float((predict_logits(model, data, mode).argmax(1) == data.labels).float().mean())
+
+
+def random_presence(n: int, p_drop: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2) presence flags: each modality dropped with `p_drop`, never both."""
+    u = torch.rand(n, generator=generator)
+    present = torch.ones(n, 2)
+    present[u < p_drop, 0] = 0
+    present[(u >= p_drop) & (u < 2 * p_drop), 1] = 0
+    return present
+
+
+def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
+    """Train a model per `config`; returns the best-on-validation checkpoint (not yet saved)."""
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_split = load_split("train", config.data)
+    if config.limit:
+        train_split = train_split.subset(np.arange(min(config.limit, len(train_split))))
+    image_spec = ImageSpec(height=config.model["image_shape"][1], width=config.model["image_shape"][2])
+    audio_spec = fit_audio_norm(train_split.audio, AudioSpec())
+    model_config = {**config.model, "audio_shape": list(audio_spec.shape), "image_shape": list(image_spec.shape)}
+    train_data = to_tensors(train_split, image_spec, audio_spec)
+    val_data = to_tensors(load_split("val", config.data), image_spec, audio_spec)
+
+    model = build_model(model_config)
+    steps = config.epochs * -(-len(train_data.labels) // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(steps, 1), pct_start=0.15)
+    history, best, best_state = [], -1.0, None
+    bar = tqdm(total=steps, desc="train", unit="step", disable=not progress)
+    for epoch in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(train_data.labels), generator=generator)
+        for s in range(0, len(order), config.batch_size):
+            idx = order[s : s + config.batch_size]
+            present = random_presence(len(idx), config.modality_dropout, generator)
+            logits, _, aux_img, aux_aud = model.forward_train(train_data.image[idx], train_data.audio[idx], present)
+            y = train_data.labels[idx]
+            loss = F.cross_entropy(logits, y) + config.aux_weight * (F.cross_entropy(aux_img, y) + F.cross_entropy(aux_aud, y))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        val = {mode: accuracy(model, val_data, mode) for mode in PRESENCE}
+        history.append({"epoch": epoch + 1, **{f"val_{k}": round(v, 4) for k, v in val.items()}})
+        bar.write(f"epoch {epoch + 1}/{config.epochs}: val fused {val['fused']:.3f}  image-only {val['image']:.3f}  audio-only {val['audio']:.3f}")
+        if val["fused"] > best:
+            best, best_state = val["fused"], copy.deepcopy(model.state_dict())
+    bar.close()
+    model.load_state_dict(best_state)
+    record = {
+        "data": {"name": "av-digits", **asdict(config.data)},
+        "training": {
+            **{k: v for k, v in asdict(config).items() if k not in ("data", "model")},
+            "history": history,
+            "best_val_fused": round(best, 4),
+            "train_samples": len(train_data.labels),
+            "seconds": round(time.perf_counter() - started, 1),
+            "parameters": count_parameters(model),
+        },
+    }
+    return Checkpoint(model.eval(), model_config, image_spec, audio_spec, list(LABELS), record)
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A seconds-long configuration for tests: small data set, narrow model, one or two epochs."""
+    model = replace(TeacherConfig(), width=8, dim=32, heads=2, embedding_dim=16).to_dict()
+    data = AVDigitsConfig(per_class=20, prosodies=1)
+    return replace(TrainConfig(epochs=1, batch_size=32, model=model, data=data), **overrides)

@@ -1,0 +1,109 @@
+"""Atomic bundle writing: stage a copy of the bundle, change it, then swap it into place."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgemm.runtimes.manifest import MANIFEST_NAME, Artifact, Manifest, sha256_file
+
+from .source import INPUT_NAMES, OUTPUT_NAMES, ExportSource
+
+
+def new_manifest(source: ExportSource) -> Manifest:
+    """A manifest with no artifacts yet, describing `source`'s inputs, outputs and preprocessing."""
+    return Manifest(
+        model=dict(source.info),
+        image=source.image,
+        audio=source.audio,
+        labels=list(source.labels),
+        inputs=[
+            {"name": INPUT_NAMES[0], "shape": [-1, *source.image.shape], "dtype": "float32", "layout": "NCHW"},
+            {"name": INPUT_NAMES[1], "shape": [-1, *source.audio.shape], "dtype": "float32", "layout": "N1MT (log-mel: mels x frames)"},
+            {"name": INPUT_NAMES[2], "shape": [-1, 2], "dtype": "float32", "layout": "N2 (image, audio) presence flags"},
+        ],
+        outputs=[
+            {"name": OUTPUT_NAMES[0], "shape": [-1, len(source.labels)], "dtype": "float32"},
+            {"name": OUTPUT_NAMES[1], "shape": [-1, int(source.info.get("embedding_dim", -1))], "dtype": "float32"},
+        ],
+        missing_modality={
+            "convention": "presence-mask",
+            "mask_input": "present",
+            "fill": 0.0,
+            "description": "feed 0.0 in the absent modality's tensor and 0 in its `present` column; "
+            "the model zeroes and gates off an absent modality itself",
+        },
+    )
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def describe(staging: Path, file: str, fmt: str, precision: str, **extra) -> Artifact:
+    """An Artifact entry for a file just written into the staging folder (size and sha256 measured)."""
+    path = staging / file
+    return Artifact(file=file, format=fmt, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size, extra=extra)
+
+
+class BundleStage:
+    """`with BundleStage(target, manifest) as stage:` — edit `stage.path`/`stage.manifest`, then `commit()`.
+
+    The staging folder starts as a copy of the existing bundle (empty when `fresh` or new). Leaving the block without
+    `commit()` (or with an exception) deletes the staging folder and leaves `target` untouched.
+    """
+
+    def __init__(self, target: str | Path, manifest: Manifest, fresh: bool = False) -> None:
+        self.target = Path(target).resolve()
+        self.manifest = manifest
+        self.fresh = fresh
+        self.path: Path | None = None
+
+    def __enter__(self) -> "BundleStage":
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}.staging-"))
+        if self.target.is_dir() and not self.fresh:
+            shutil.copytree(self.target, self.path, dirs_exist_ok=True)
+        return self
+
+    def add(self, artifact: Artifact) -> None:
+        """Record an artifact (replacing any entry for the same file) and flush the staged manifest."""
+        self.manifest.artifacts = [a for a in self.manifest.artifacts if a.file != artifact.file] + [artifact]
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the manifest into the staging folder (so the runtime can load staged artifacts)."""
+        assert self.path is not None
+        write_json_atomic(self.path / MANIFEST_NAME, self.manifest.to_dict())
+
+    def commit(self) -> Path:
+        """Write the manifest and swap the staging folder into place."""
+        self.flush()
+        os.chmod(self.path, 0o755)
+        old = None
+        if self.target.exists():
+            old = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}.old-"))
+            os.replace(self.target, old / "bundle")
+        os.replace(self.path, self.target)
+        self.path = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+    def __exit__(self, *exc) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None

@@ -1,0 +1,39 @@
+"""Typed errors of the runtime: each names the file, stream or input it is about."""
+from __future__ import annotations
+
+
+class EdgemmError(Exception):
+    """Base of every error edgemm reports to a user (the CLI prints it as one line)."""
+
+
+class BundleError(EdgemmError):
+    """A bundle folder or its manifest is missing, unreadable or inconsistent."""
+
+
+class SchemaVersionError(BundleError):
+    """The manifest was written by a newer edgemm than this one."""
+
+
+class ChecksumError(BundleError):
+    """An artifact's bytes do not match the size or sha256 its manifest records."""
+
+
+class ModelFileError(BundleError):
+    """A model file exists but a backend cannot load it (corrupt, truncated, wrong format)."""
+
+
+class BackendUnavailableError(EdgemmError):
+    """The Python package a backend or reader needs is not installed."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(f"{what} needs the '{package}' package: pip install 'edgemm[{extra}]'")
+        self.package = package
+        self.extra = extra
+
+
+class InputError(EdgemmError, ValueError):
+    """An image or audio input has the wrong shape, dtype or values (NaN/inf, empty)."""
+
+
+class MediaReadError(EdgemmError):
+    """An image or audio file cannot be read or decoded."""

@@ -1,0 +1,152 @@
+"""The bundle manifest: schema-versioned description of inputs, preprocessing, outputs and artifacts."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError, ChecksumError, SchemaVersionError
+from .preprocess import AudioSpec, ImageSpec
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Artifact:
+    """One model file of a bundle and what its verification measured."""
+
+    file: str
+    format: str  # "onnx", "openvino", "tflite", "tensorrt"
+    precision: str  # "fp32", "fp16", "int8"
+    sha256: str
+    bytes: int
+    verification: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.verification.get("passed"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "precision": self.precision,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "verification": self.verification,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Artifact":
+        return cls(
+            file=data["file"],
+            format=data["format"],
+            precision=data["precision"],
+            sha256=data["sha256"],
+            bytes=int(data["bytes"]),
+            verification=dict(data.get("verification", {})),
+            extra=dict(data.get("extra", {})),
+        )
+
+    def check_file(self, bundle: Path) -> Path:
+        """The artifact's path, after checking its size and sha256 against the manifest."""
+        path = bundle / self.file
+        if not path.is_file():
+            raise ChecksumError(f"{path}: artifact listed in the manifest is missing")
+        size = path.stat().st_size
+        if size != self.bytes:
+            raise ChecksumError(f"{path}: {size} bytes, the manifest records {self.bytes} (truncated or replaced)")
+        if sha256_file(path) != self.sha256:
+            raise ChecksumError(f"{path}: sha256 does not match the manifest (file corrupted or replaced)")
+        return path
+
+
+@dataclass
+class Manifest:
+    """Everything the runtime needs to know about a bundle, as stored in `manifest.json`."""
+
+    model: dict[str, Any]
+    image: ImageSpec
+    audio: AudioSpec
+    labels: list[str]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    missing_modality: dict[str, Any]
+    artifacts: list[Artifact] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # exports that produced no artifact, and why
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "model": self.model,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "preprocessing": {"image": self.image.to_dict(), "audio": self.audio.to_dict()},
+            "labels": self.labels,
+            "missing_modality": self.missing_modality,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "failures": self.failures,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> "Manifest":
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise BundleError(f"{source}: no integer schema_version")
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{source}: schema version {version} is newer than this edgemm supports ({SCHEMA_VERSION}); upgrade edgemm"
+            )
+        try:
+            return cls(
+                schema_version=version,
+                model=dict(data["model"]),
+                image=ImageSpec.from_dict(data["preprocessing"]["image"]),
+                audio=AudioSpec.from_dict(data["preprocessing"]["audio"]),
+                labels=list(data["labels"]),
+                inputs=list(data["inputs"]),
+                outputs=list(data["outputs"]),
+                missing_modality=dict(data["missing_modality"]),
+                artifacts=[Artifact.from_dict(a) for a in data.get("artifacts", [])],
+                failures=list(data.get("failures", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def read(cls, bundle: Path) -> "Manifest":
+        """Read and validate `bundle/manifest.json`."""
+        bundle = Path(bundle)
+        path = bundle / MANIFEST_NAME
+        if not bundle.is_dir():
+            raise BundleError(f"{bundle}: not a bundle folder")
+        if not path.is_file():
+            raise BundleError(f"{path}: missing (is {bundle} an edgemm bundle?)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{path}: unreadable manifest ({exc})") from exc
+        if not isinstance(data, dict):
+            raise BundleError(f"{path}: manifest is not a JSON object")
+        return cls.from_dict(data, source=str(path))
+
+    def artifact(self, file: str) -> Artifact:
+        for art in self.artifacts:
+            if art.file == file:
+                return art
+        raise BundleError(f"no artifact {file!r} in the manifest")
