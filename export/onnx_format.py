@@ -19,7 +19,8 @@ def export_onnx(source: ExportSource, path: Path) -> None:
 
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic = {name: {0: batch} for name in INPUT_NAMES}
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for name in ("torch.onnx", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

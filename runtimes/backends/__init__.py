@@ -21,7 +21,10 @@ class BackendInfo:
     target: str  # "module:Class", imported only when used
 
     def installed(self) -> bool:
-        return importlib.util.find_spec(self.package) is not None
+        try:
+            return importlib.util.find_spec(self.package) is not None
+        except (ImportError, ValueError):
+            return False
 
     def open(self, path: Path, threads: int | None = None, device: str | None = None) -> Backend:
         if not self.installed():

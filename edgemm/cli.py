@@ -1,0 +1,174 @@
+"""The `edgemm` command line. Device-side commands (info, predict) never import torch."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgemm import __version__
+from edgemm.runtimes.errors import EdgemmError
+
+TORCH_COMMANDS = ("train", "export", "demo")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from edgemm.checkpoint import save_checkpoint
+    from edgemm.train import TrainConfig, tiny_config, train
+
+    config = tiny_config() if args.tiny else TrainConfig()
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "threads", "limit") if getattr(args, k) is not None}
+    config = replace(config, **overrides)
+    ckpt = train(config, progress=not args.quiet)
+    path = save_checkpoint(args.output, ckpt)
+    run = ckpt.record["training"]
+    print(f"wrote {path} (+ {path.with_suffix('.json').name}): {run['parameters']:,} parameters, "
+          f"best val fused accuracy {run['best_val_fused']:.3f}, {run['seconds']:.0f} s")  # fmt: skip
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgemm.exporting import export_checkpoint
+
+    manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples)
+    print(_artifact_table(manifest))
+    failed = [a.file for a in manifest.artifacts if not a.verified] + [f"{f['format']} ({f['stage']})" for f in manifest.failures]
+    if failed:
+        print(f"edgemm: error: not verified or not exported: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"bundle written to {args.output}")
+    return 0
+
+
+def _artifact_table(manifest) -> str:
+    from edgemm.tables import format_table
+
+    rows = []
+    for a in manifest.artifacts:
+        v = a.verification
+        acc = v.get("accuracy", {})
+        rows.append([
+            a.file, a.format, a.precision, f"{a.bytes / 1e6:.2f}",
+            "passed" if a.verified else f"FAILED {v.get('error', '')}".strip(),
+            f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
+            f"{v['top1_agreement']:.2%}" if "top1_agreement" in v else "-",
+            f"{acc['fused']:.3f}" if acc else "-",
+        ])  # fmt: skip
+    return format_table(["artifact", "format", "precision", "MB", "verification", "max|Δ| logits", "top-1 agree", "acc (fused)"], rows)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from edgemm.runtimes.manifest import Manifest
+
+    manifest = Manifest.read(Path(args.bundle))
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=1))
+        return 0
+    model = manifest.model
+    print(f"bundle {args.bundle}: {model.get('name')} ({model.get('arch')}, {model.get('parameters', 0):,} parameters), schema v{manifest.schema_version}")
+    img, aud = manifest.image, manifest.audio
+    print(f"image: {img.channels}x{img.height}x{img.width}, mean {list(img.mean)} std {list(img.std)}, {img.crop} crop")
+    print(f"audio: {aud.sample_rate} Hz, {aud.clip_seconds} s window, log-mel {aud.n_mels}x{aud.frames} (n_fft {aud.n_fft}, hop {aud.hop_length})")
+    print(f"labels: {', '.join(manifest.labels)}; missing modality: {manifest.missing_modality.get('convention')} via '{manifest.missing_modality.get('mask_input')}'")
+    print(_artifact_table(manifest))
+    for f in manifest.failures:
+        print(f"failed: {f['format']} {f['precision']} at {f['stage']}: {f['error']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from edgemm.runtimes import load_bundle
+    from edgemm.runtimes.errors import InputError
+    from edgemm.runtimes.media import read_audio, read_image
+
+    if not args.image and not args.audio:
+        raise InputError("give --image, --audio or both")
+    image = read_image(args.image) if args.image else None
+    audio, rate = read_audio(args.audio) if args.audio else (None, None)
+    model = load_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    pred = model.predict(image=image, audio=audio, sample_rate=rate)
+    if args.json:
+        print(json.dumps({**pred.to_dict(), "artifact": model.artifact.file, "backend": model.backend.name}))
+    else:
+        top = sorted(range(len(pred.probabilities)), key=lambda i: -pred.probabilities[i])[:3]
+        others = ", ".join(f"{model.labels[i]} {pred.probabilities[i]:.2f}" for i in top[1:])
+        print(f"{pred.label}  (p={pred.probabilities[pred.index]:.3f}; next: {others}; "
+              f"from {'+'.join(pred.modalities)}; {model.artifact.file} on {model.backend.name}, "
+              f"{pred.preprocess_ms + pred.inference_ms:.1f} ms)")  # fmt: skip
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgemm.demo import run_demo
+
+    return run_demo(out=Path(args.out), checkpoint=args.checkpoint, retrain=args.train, threads=args.threads)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgemm", description="Compress, export, verify and run camera+microphone models on edge devices.")
+    parser.add_argument("--version", action="version", version=f"edgemm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train the teacher on the built-in av-digits data set")
+    p.add_argument("-o", "--output", default="teacher.safetensors", help="checkpoint path (a .json sidecar is written beside it)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--limit", type=int, help="use only the first N training samples")
+    p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (small data and model) for smoke tests")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to a bundle and verify every artifact")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint written by `edgemm train`")
+    p.add_argument("--to", default="onnx", help="comma-separated formats (now: onnx)")
+    p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
+    p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern used to verify")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("info", help="describe a bundle: inputs, preprocessing, artifacts and their verification")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true", help="print the whole manifest")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("predict", help="run a bundle on an image file and/or an audio file")
+    p.add_argument("bundle")
+    p.add_argument("--image", help="image file (PNG/JPEG/...)")
+    p.add_argument("--audio", help="audio file (WAV/FLAC/OGG), any rate, mono or stereo")
+    p.add_argument("--backend", default="auto", help="auto or a backend name (onnxruntime)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("demo", help="the default job: data → teacher → ONNX bundle → verify → accuracy table")
+    p.add_argument("--out", default="demo-out", help="folder for the bundle and sample files")
+    p.add_argument("--checkpoint", help="teacher checkpoint (default: the one shipped with edgemm)")
+    p.add_argument("--train", action="store_true", help="train the teacher afresh instead of using the shipped checkpoint")
+    p.add_argument("--threads", type=int, default=2, help="threads for latency measurements")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgemmError as exc:
+        print(f"edgemm: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if args.command in TORCH_COMMANDS:
+            print(f"edgemm: error: `edgemm {args.command}` needs {exc.name!r}: pip install 'edgemm[export,data]'", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("edgemm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

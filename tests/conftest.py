@@ -1,0 +1,50 @@
+"""Shared fixtures: a hermetic data cache, a tiny teacher trained for real, and its ONNX bundle."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory) -> Path:
+    """Point EDGEMM_CACHE at a session folder unless the caller chose one (CI may reuse a warm cache)."""
+    if "EDGEMM_CACHE" not in os.environ:
+        os.environ["EDGEMM_CACHE"] = str(tmp_path_factory.mktemp("edgemm-cache"))
+    return Path(os.environ["EDGEMM_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from edgemm.checkpoint import save_checkpoint
+    from edgemm.train import tiny_config, train
+
+    ckpt = train(tiny_config(), progress=False)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", ckpt)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_master(tiny_checkpoint, tmp_path_factory) -> Path:
+    from edgemm.exporting import export_checkpoint
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny.edgemm"
+    export_checkpoint(tiny_checkpoint, "onnx", out, samples=32, log=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def tiny_bundle(tiny_bundle_master, tmp_path) -> Path:
+    """A private copy of the tiny bundle that a test may damage."""
+    return Path(shutil.copytree(tiny_bundle_master, tmp_path / "tiny.edgemm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_test_split():
+    from edgemm.data.avdigits import load_split
+    from edgemm.train import tiny_config
+
+    return load_split("test", tiny_config().data)

@@ -1,0 +1,99 @@
+"""Numpy preprocessing: shapes, references, and equality between training features and the runtime."""
+import numpy as np
+import pytest
+
+from edgemm.runtimes.errors import InputError
+from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, log_mel, preprocess_audio, preprocess_image, resample
+
+
+def test_training_features_equal_runtime_preprocessing(tiny_test_split, tiny_checkpoint):
+    """What the model sees in training is exactly what a device computes from the same raw input."""
+    from edgemm.checkpoint import load_checkpoint
+    from edgemm.data.features import split_tensors
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    split = tiny_test_split.subset(np.arange(8))
+    image, audio = split_tensors(split, ckpt.image, ckpt.audio)
+    for i in range(len(split)):
+        np.testing.assert_array_equal(image[i], preprocess_image(split.images[i], ckpt.image))
+        np.testing.assert_array_equal(audio[i], preprocess_audio(split.audio[i], 16000, ckpt.audio))
+
+
+def test_log_mel_matches_torch_stft():
+    torch = pytest.importorskip("torch")
+    spec = AudioSpec()
+    clip = np.random.default_rng(0).normal(0, 0.1, spec.clip_samples).astype(np.float32)
+    ours = log_mel(clip[None], spec)[0, 0]
+    window = torch.hann_window(spec.win_length, periodic=True)
+    pad = (spec.n_fft - spec.win_length) // 2  # our frames are the 400 windowed samples, zero-padded to 512
+    stft = torch.stft(torch.nn.functional.pad(torch.from_numpy(clip), (pad, pad)), spec.n_fft, spec.hop_length, spec.win_length, window, center=False, return_complex=True)
+    from edgemm.runtimes.preprocess import mel_filterbank
+
+    power = stft.abs().numpy() ** 2
+    ref = np.log(mel_filterbank(16000, 512, 40, 20.0, 8000.0).T @ power + spec.log_floor)
+    assert ours.shape == ref.shape == (40, 98)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_image_colour_grey_and_resize():
+    spec = ImageSpec()
+    grey = np.full((480, 640), 200, np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    a, b = preprocess_image(grey, spec), preprocess_image(rgb, spec)
+    assert a.shape == (1, 32, 32) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, (200 / 255 - spec.mean[0]) / spec.std[0], atol=1e-5)
+    # BGR and RGB of the same scene give the same luma
+    scene = np.random.default_rng(1).integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    np.testing.assert_allclose(preprocess_image(scene, spec, "RGB"), preprocess_image(scene[:, :, ::-1], spec, "BGR"), atol=1e-5)
+
+
+def test_resample_keeps_a_tone():
+    rate_in, rate_out, f = 22050, 16000, 440.0
+    t = np.arange(rate_in) / rate_in
+    y = resample(np.sin(2 * np.pi * f * t).astype(np.float32), rate_in, rate_out)
+    assert len(y) == rate_out
+    ref = np.sin(2 * np.pi * f * np.arange(rate_out) / rate_out)
+    assert np.abs(y[100:-100] - ref[100:-100]).max() < 1e-3
+
+
+def test_audio_dtypes_and_stereo_agree():
+    spec = AudioSpec(mean=0, std=1)
+    x = (np.random.default_rng(2).normal(0, 0.1, 16000)).astype(np.float32)
+    pcm = np.round(x * 32767).astype(np.int16)
+    stereo = np.stack([x, x], axis=1)
+    a = preprocess_audio(x, 16000, spec)
+    np.testing.assert_allclose(preprocess_audio(stereo, 16000, spec), a, atol=1e-5)
+    np.testing.assert_allclose(preprocess_audio(pcm, 16000, spec), a, atol=5e-2)
+    assert preprocess_audio(x[:8000], 16000, spec).shape == spec.shape  # short clips are padded
+    assert preprocess_audio(resample(x, 16000, 44100), 44100, spec).shape == spec.shape
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((32, 32), np.float32), "uint8"),
+        (np.zeros((32, 32, 5), np.uint8), "HxW or HxWx3"),
+        (np.zeros((2, 3, 32, 32), np.uint8), "HxW or HxWx3"),
+        ([[0, 1], [2, 3]], "numpy array"),
+    ],
+)
+def test_bad_images(image, message):
+    with pytest.raises(InputError, match=message):
+        preprocess_image(image, ImageSpec())
+
+
+@pytest.mark.parametrize(
+    "audio, rate, message",
+    [
+        (np.array([0.1, np.nan] * 100, np.float32), 16000, "NaN or inf"),
+        (np.array([0.1, np.inf] * 100, np.float32), 16000, "NaN or inf"),
+        (np.zeros(0, np.float32), 16000, "empty"),
+        (np.zeros((2, 2, 2), np.float32), 16000, "shape"),
+        (np.zeros(100, np.uint8), 16000, "float32, int16 or int32"),
+        (np.zeros(100, np.float32), 0, "sample rate"),
+    ],
+)
+def test_bad_audio(audio, rate, message):
+    with pytest.raises(InputError, match=message):
+        preprocess_audio(audio, rate, AudioSpec())
