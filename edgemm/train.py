@@ -136,5 +136,5 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
 def tiny_config(**overrides) -> TrainConfig:
     """A seconds-long configuration for tests: small data set, narrow model, one or two epochs."""
     model = replace(TeacherConfig(), width=8, dim=32, heads=2, embedding_dim=16).to_dict()
-    data = AVDigitsConfig(per_class=20, prosodies=1)
-    return replace(TrainConfig(epochs=1, batch_size=32, model=model, data=data), **overrides)
+    data = AVDigitsConfig(per_class=30, prosodies=1)
+    return replace(TrainConfig(epochs=8, batch_size=16, lr=3e-3, model=model, data=data), **overrides)

@@ -46,6 +46,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
             json.dump(data, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
