@@ -9,7 +9,7 @@ from pathlib import Path
 from edgemm import __version__
 from edgemm.runtimes.errors import EdgemmError
 
-TORCH_COMMANDS = ("train", "export", "demo")
+TORCH_COMMANDS = ("train", "distill", "quantize", "export", "demo")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -26,6 +26,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run = ckpt.record["training"]
     print(f"wrote {path} (+ {path.with_suffix('.json').name}): {run['parameters']:,} parameters, "
           f"best val fused accuracy {run['best_val_fused']:.3f}, {run['seconds']:.0f} s")  # fmt: skip
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from edgemm.checkpoint import load_checkpoint, save_checkpoint
+    from edgemm.distill import DistillConfig, distill
+    from edgemm.recipes import read_recipe, write_recipe
+    from edgemm.runtimes.manifest import sha256_file
+
+    config = read_recipe(DistillConfig, args.recipe) if args.recipe else DistillConfig()
+    flags = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "temperature", "seed", "threads", "limit", "patience") if getattr(args, k) is not None}
+    config = replace(config, **flags)
+    teacher = load_checkpoint(args.teacher)
+    student = distill(teacher, config, sha256_file(Path(args.teacher)), progress=not args.quiet)
+    path = save_checkpoint(args.output, student)
+    recipe = write_recipe(config, path.with_suffix(".recipe.yaml"))
+    run = student.record["distillation"]
+    print(f"wrote {path} (+ {path.with_suffix('.json').name}, {recipe.name}): {run['parameters']:,} parameters "
+          f"({run['teacher']['parameters'] / run['parameters']:.0f}x fewer than the teacher), "
+          f"best val fused accuracy {run['best_val_fused']:.3f} (teacher {run['teacher']['val']['fused']:.3f}), {run['seconds']:.0f} s")  # fmt: skip
+    return 0
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from edgemm.export.onnx_int8 import Int8Options
+    from edgemm.quantizing import INT8_FILE, quantize_bundle
+
+    options = Int8Options(method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()))
+    manifest = quantize_bundle(args.bundle, args.calib, options, size=args.samples)
+    print(_artifact_table(manifest))
+    art = manifest.artifact(INT8_FILE)
+    q = art.extra["quantization"]
+    print(f"{INT8_FILE}: {q['metric']} drop {q['drop_points']:.2f} points (budget {q['max_drop']}), "
+          f"{len(q['excluded_nodes'])} node(s) kept in float{': ' + ', '.join(q['excluded_nodes']) if q['excluded_nodes'] else ''}")  # fmt: skip
+    if not art.verified:
+        print(f"edgemm: error: {INT8_FILE} is not within the budget or failed verification (recorded in the manifest)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -122,6 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (small data and model) for smoke tests")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("distill", help="distil the teacher into a small student (KD + embedding alignment)")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+    p.add_argument("-o", "--output", default="student.safetensors", help="student checkpoint (+ .json and the effective .recipe.yaml)")
+    p.add_argument("--recipe", help="YAML recipe with DistillConfig fields; flags below override it")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--patience", type=int, help="early stopping after N epochs without a better val accuracy")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--limit", type=int, help="use only the first N training samples")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser("quantize", help="add an INT8 (QDQ) ONNX artifact, calibrated on real data, under an accuracy budget")
+    p.add_argument("bundle")
+    p.add_argument("--calib", required=True, help="av-digits[:split], a folder of name.png+name.wav pairs, a CSV (image,audio[,label]) or a video with its .wav")
+    p.add_argument("--method", default="minmax", help="calibration: minmax, entropy or percentile")
+    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the INT8 model may lose (worst modality pattern)")
+    p.add_argument("--samples", type=int, default=300, help="calibration samples (class-stratified)")
+    p.add_argument("--exclude", action="append", help="node name to keep in float (repeatable)")
+    p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("export", help="export a checkpoint to a bundle and verify every artifact")
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by `edgemm train`")

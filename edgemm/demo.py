@@ -8,10 +8,12 @@ import numpy as np
 import torch
 
 from edgemm.checkpoint import default_checkpoint, load_checkpoint, save_checkpoint
-from edgemm.data.avdigits import SAMPLE_RATE, build, load_split
+from edgemm.data.avdigits import SAMPLE_RATE, build, config_from_record, load_split
 from edgemm.data.features import split_tensors
-from edgemm.evaluate import PATTERNS, accuracies, bundle_runner, logits_by_pattern, median_latency_ms, torch_runner
-from edgemm.exporting import data_config, export_checkpoint
+from edgemm.evaluate import median_latency_ms
+from edgemm.export.source import ReferenceSet, torch_reference
+from edgemm.export.verify import MODES, accuracy_by_mode, run_model
+from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.media import read_audio, read_image, write_audio, write_image
@@ -49,19 +51,18 @@ def run_demo(out: Path, checkpoint: str | None = None, retrain: bool = False, th
           f"top-1 agreement {v.get('top1_agreement', 0):.2%} on {v.get('samples', 0)} held-out inputs")  # fmt: skip
 
     print("4/5 accuracy on the test split (held-out images and voices), batch-1 latency on", threads, "threads")
-    test = load_split("test", data_config(ckpt))
+    test = load_split("test", config_from_record(ckpt.record.get("data", {})))
     image, audio = split_tensors(test, ckpt.image, ckpt.audio)
     model = load_bundle(bundle_path, threads=threads)
+    reference = ReferenceSet.build(torch_reference(ckpt.model), image, audio, test.labels)
+    one = (image[:1], audio[:1], np.ones((1, 2), np.float32))
     rows, results = [], {}
-    for name, runner, size in (
-        ("teacher fp32 (torch eager)", torch_runner(ckpt.model), ckpt_path.stat().st_size),
-        (f"teacher fp32 ({model.artifact.file}, {model.backend.name})", bundle_runner(model), onnx.bytes),
+    for name, logits, size, call in (
+        ("teacher fp32 (torch eager)", reference.logits, ckpt_path.stat().st_size, lambda: torch_reference(ckpt.model)(*one)),
+        (f"teacher fp32 ({model.artifact.file}, {model.backend.name})", run_model(model.infer, reference), onnx.bytes, lambda: model.infer(*one)),
     ):
-        acc = accuracies(logits_by_pattern(runner, image, audio), test.labels)
-        one = (image[:1], audio[:1], np.ones((1, 2), np.float32))
-        latency = median_latency_ms(lambda: runner(*one))
-        results[name] = acc
-        rows.append([name, f"{count_parameters(ckpt.model):,}", f"{size / 1e6:.2f}", *(f"{acc[p]:.3f}" for p in PATTERNS), f"{latency:.2f}"])
+        acc = results[name] = accuracy_by_mode(logits.argmax(1), reference)
+        rows.append([name, f"{count_parameters(ckpt.model):,}", f"{size / 1e6:.2f}", *(f"{acc[m]:.3f}" for m in MODES), f"{median_latency_ms(call):.2f}"])
     print(format_table(["model", "params", "MB", "fused", "image-only", "audio-only", "latency ms"], rows))
     acc = next(iter(results.values()))
     gain = acc["fused"] - max(acc["image_only"], acc["audio_only"])

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from edgemm.checkpoint import Checkpoint, load_checkpoint
-from edgemm.data.avdigits import AVDigitsConfig, load_split
+from edgemm.data.avdigits import AVDigitsConfig, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, new_manifest
 from edgemm.export.registry import export_into, parse_formats
-from edgemm.export.source import ExportSource, ReferenceSet
+from edgemm.export.source import ExportSource, ReferenceSet, torch_reference
 from edgemm.models import count_parameters
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
@@ -36,13 +36,7 @@ def reference_set(source: ExportSource, data: AVDigitsConfig, samples: int = 256
     held_out = load_split(split, data)
     held_out = held_out.subset(np.arange(min(samples, len(held_out))))
     image, audio = split_tensors(held_out, source.image, source.audio)
-    return ReferenceSet.build(source, image, audio, held_out.labels)
-
-
-def data_config(ckpt: Checkpoint) -> AVDigitsConfig:
-    """The data-set config recorded in a checkpoint (defaults where none)."""
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt.record.get("data", {}).items() if k != "name"}
-    return AVDigitsConfig(**fields)
+    return ReferenceSet.build(torch_reference(source.model), image, audio, held_out.labels)
 
 
 def export_checkpoint(
@@ -55,7 +49,7 @@ def export_checkpoint(
     rows = parse_formats(formats)
     ckpt = load_checkpoint(checkpoint)
     source = source_from_checkpoint(ckpt, Path(checkpoint))
-    reference = reference_set(source, data_config(ckpt), samples)
+    reference = reference_set(source, config_from_record(ckpt.record.get("data", {})), samples)
     with BundleStage(out, new_manifest(source), fresh=True) as stage:
         for fmt in rows:
             export_into(stage, fmt, source, reference, log)

@@ -1,6 +1,7 @@
 """What an export starts from: the torch model with its data contract, and held-out reference samples."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,36 +35,44 @@ class ExportSource:
         )
 
 
+Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass
 class ReferenceSet:
-    """Preprocessed held-out samples (every modality pattern) and the torch model's outputs on them."""
+    """Preprocessed held-out samples in every modality pattern, with a reference model's outputs on them."""
 
     image: np.ndarray
     audio: np.ndarray
     present: np.ndarray
     labels: np.ndarray
-    logits: np.ndarray  # torch reference
+    logits: np.ndarray
     embedding: np.ndarray
+    name: str = "torch"  # what produced the reference outputs
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @classmethod
-    @torch.no_grad()
-    def build(cls, source: ExportSource, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, batch: int = 256) -> "ReferenceSet":
-        """Repeat the samples as fused, image-only and audio-only, and record the torch outputs."""
+    def build(cls, run: Runner, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
+        """Repeat the samples as fused, image-only and audio-only; `run(image, audio, present)` gives
+        the reference (logits, embedding) of a batch."""
         n = len(labels)
-        patterns = np.array([[1, 1], [1, 0], [0, 1]], np.float32)
-        present = np.repeat(patterns, n, axis=0)
-        image = np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]
-        audio = np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]
-        logits, embedding = [], []
-        source.model.eval()
-        for s in range(0, len(present), batch):
-            out = source.model(*(torch.from_numpy(a[s : s + batch]) for a in (image, audio, present)))
-            logits.append(out[0].numpy())
-            embedding.append(out[1].numpy())
-        return cls(
-            image.astype(np.float32), audio.astype(np.float32), present, np.tile(labels, 3),
-            np.concatenate(logits), np.concatenate(embedding),
-        )  # fmt: skip
+        present = np.repeat(np.array([[1, 1], [1, 0], [0, 1]], np.float32), n, axis=0)
+        image = (np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]).astype(np.float32)
+        audio = (np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]).astype(np.float32)
+        outs = [run(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
+        logits, embedding = (np.concatenate([o[k] for o in outs]) for k in (0, 1))
+        return cls(image, audio, present, np.tile(labels, 3), logits, embedding, name)
+
+
+def torch_reference(model: nn.Module) -> Runner:
+    """A reference runner for a torch model (eval mode, no grad)."""
+    model.eval()
+
+    @torch.no_grad()
+    def run(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embedding = model(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(present))
+        return logits.numpy(), embedding.numpy()
+
+    return run

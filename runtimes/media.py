@@ -65,3 +65,31 @@ def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write mono/multi-channel audio as 16-bit PCM WAV."""
     sf = _library("soundfile", "soundfile", "writing audio files")
     sf.write(str(path), audio, sample_rate, subtype="PCM_16")
+
+
+def read_video_frames(path: str | Path, count: int) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Up to `count` RGB frames spread evenly over a video file, their times (s) and the frame rate."""
+    cv2 = _library("cv2", "opencv-python-headless", "reading video files")
+    path = _existing(path, "video")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaReadError(f"{path}: not a readable video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if fps <= 0 or total <= 0:
+            raise MediaReadError(f"{path}: video reports no frame rate or frame count")
+        wanted = set(np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int)).tolist())
+        frames, times = [], []
+        for index in range(total):
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index in wanted:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                times.append(index / fps)
+    finally:
+        cap.release()
+    if not frames:
+        raise MediaReadError(f"{path}: no frame could be decoded")
+    return frames, np.asarray(times), float(fps)

@@ -48,3 +48,34 @@ def tiny_test_split():
     from edgemm.train import tiny_config
 
     return load_split("test", tiny_config().data)
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A student distilled for real from the tiny teacher, through the CLI (recipe file + flag override)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("student")
+    recipe = folder / "recipe.yaml"
+    recipe.write_text("epochs: 2\nbatch_size: 16\nlr: 0.004\nstudent:\n  widths: [8, 16]\n  dim: 16\n  hidden: 32\n  embedding_dim: 16\n")
+    out = folder / "student.safetensors"
+    subprocess.run(
+        [sys.executable, "-m", "edgemm", "distill", "--teacher", tiny_checkpoint, "--recipe", recipe, "--epochs", "6", "-o", out, "--quiet"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_student_bundle_master(tiny_student, tmp_path_factory) -> Path:
+    from edgemm.exporting import export_checkpoint
+
+    out = tmp_path_factory.mktemp("student-bundles") / "student.edgemm"
+    export_checkpoint(tiny_student, "onnx", out, samples=32, log=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def tiny_student_bundle(tiny_student_bundle_master, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_student_bundle_master, tmp_path / "student.edgemm"))

@@ -72,6 +72,12 @@ class Split:
         return Split(**{k: v[index] for k, v in vars(self).items()})
 
 
+def config_from_record(data: dict) -> AVDigitsConfig:
+    """The data-set config recorded in a checkpoint's `data` entry (defaults where absent)."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "name"}
+    return AVDigitsConfig(**fields)
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("EDGEMM_CACHE", Path.home() / ".cache" / "edgemm"))
 

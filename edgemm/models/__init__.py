@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from .student import Student, StudentConfig
 from .teacher import Teacher, TeacherConfig
 
-ARCHITECTURES = {"teacher": (Teacher, TeacherConfig)}
+ARCHITECTURES = {"teacher": (Teacher, TeacherConfig), "student": (Student, StudentConfig)}
 
 
 def build_model(config: dict) -> nn.Module:
@@ -23,4 +24,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHITECTURES", "Teacher", "TeacherConfig", "build_model", "count_parameters"]
+__all__ = ["ARCHITECTURES", "Student", "StudentConfig", "Teacher", "TeacherConfig", "build_model", "count_parameters"]

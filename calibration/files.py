@@ -1,0 +1,136 @@
+"""Calibration sets from files: a folder of paired image+audio files, a CSV list, or a recorded stream."""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgemm.runtimes.errors import InputError, MediaReadError
+from edgemm.runtimes.media import read_audio, read_image, read_video_frames
+from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image, to_mono_float
+
+from .sets import DEFAULT_SIZE, CalibrationError, CalibrationReport, CalibrationSet, finish, stratified_order
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
+
+
+def _read_pairs(
+    pairs: list[tuple[Path, Path, int]], image_spec: ImageSpec, audio_spec: AudioSpec, report: CalibrationReport, size: int, seed: int
+) -> CalibrationSet:
+    """Read pairs in stratified order until `size` are usable; skipped ones are counted by reason."""
+    images, audios, labels = [], [], []
+    for i in stratified_order(np.asarray([label for _, _, label in pairs], np.int64), seed):
+        if len(labels) >= size:
+            break
+        image_path, audio_path, label = pairs[i]
+        try:
+            image = read_image(image_path)
+            audio, rate = read_audio(audio_path)
+        except MediaReadError:
+            report.skipped["unreadable file"] += 1
+            continue
+        if rate != audio_spec.sample_rate:
+            report.skipped[f"sample rate {rate} Hz, not {audio_spec.sample_rate}"] += 1
+            continue
+        try:
+            tensors = preprocess_image(image, image_spec, name=str(image_path)), preprocess_audio(audio, rate, audio_spec, name=str(audio_path))
+        except InputError:
+            report.skipped["unusable content"] += 1
+            continue
+        images.append(tensors[0])
+        audios.append(tensors[1])
+        labels.append(label)
+    result = finish(images, audios, labels, report, size, seed)
+    report.available = len(pairs)
+    return result
+
+
+def from_folder(
+    folder: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, labels: list[str], size: int = DEFAULT_SIZE, seed: int = 0
+) -> CalibrationSet:
+    """Pairs `name.png|jpg` + `name.wav` anywhere under `folder`; a parent folder named after a label labels them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CalibrationError(f"{folder}: not a folder")
+    report = CalibrationReport(str(folder))
+    groups: dict[tuple[Path, str], dict[str, Path]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "audio" if path.suffix.lower() in AUDIO_SUFFIXES else None
+        if kind is None:
+            report.skipped["not an image or audio file"] += 1
+            continue
+        groups.setdefault((path.parent, path.stem), {})[kind] = path
+    pairs = []
+    for (parent, _), files in groups.items():
+        if len(files) < 2:
+            report.skipped[f"unpaired {next(iter(files))}"] += 1
+            continue
+        label = labels.index(parent.name) if parent != folder and parent.name in labels else -1
+        pairs.append((files["image"], files["audio"], label))
+    return _read_pairs(pairs, image_spec, audio_spec, report, size, seed)
+
+
+def from_csv(
+    path: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, labels: list[str], size: int = DEFAULT_SIZE, seed: int = 0
+) -> CalibrationSet:
+    """A CSV with columns image,audio[,label] (paths relative to the CSV file)."""
+    path = Path(path)
+    report = CalibrationReport(str(path))
+    try:
+        rows = list(csv.DictReader(path.open(newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CalibrationError(f"{path}: unreadable CSV ({exc})") from exc
+    if rows and not {"image", "audio"} <= set(rows[0]):
+        raise CalibrationError(f"{path}: needs columns image,audio[,label], found {list(rows[0])}")
+    pairs = []
+    for row in rows:
+        image, audio = path.parent / row["image"], path.parent / row["audio"]
+        label_name = (row.get("label") or "").strip()
+        if label_name and label_name not in labels:
+            report.skipped[f"label {label_name!r} not in the model's labels"] += 1
+            continue
+        if not image.is_file() or not audio.is_file():
+            report.skipped["missing file"] += 1
+            continue
+        pairs.append((image, audio, labels.index(label_name) if label_name else -1))
+    return _read_pairs(pairs, image_spec, audio_spec, report, size, seed)
+
+
+def from_stream(
+    video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, size: int = DEFAULT_SIZE, seed: int = 0
+) -> CalibrationSet:
+    """A recorded stream: `clip.mp4` with `clip.wav` (or .flac) beside it on the same timeline.
+
+    Frames are taken evenly over the video; each is paired with the audio window ending at its time,
+    as the live synchroniser does."""
+    video = Path(video)
+    audio_path = next((video.with_suffix(s) for s in (".wav", ".flac", ".ogg") if video.with_suffix(s).is_file()), None)
+    if audio_path is None:
+        raise CalibrationError(f"{video}: no audio file of the same name (.wav/.flac/.ogg) beside the video")
+    report = CalibrationReport(f"{video} + {audio_path.name}")
+    frames, times, _ = read_video_frames(video, size)
+    audio, rate = read_audio(audio_path)
+    if rate != audio_spec.sample_rate:
+        raise CalibrationError(f"{audio_path}: sample rate {rate} Hz, the model expects {audio_spec.sample_rate}")
+    mono = to_mono_float(audio, str(audio_path))
+    clip = audio_spec.clip_samples
+    images, audios = [], []
+    for frame, t in zip(frames, times):
+        end = int(round(t * rate))
+        if end > len(mono):
+            report.skipped["frame after the end of the audio"] += 1
+            continue
+        window = mono[max(0, end - clip) : end]
+        window = np.pad(window, (clip - len(window), 0))
+        images.append(preprocess_image(frame, image_spec))
+        audios.append(preprocess_audio(window, rate, audio_spec))
+    return finish(images, audios, [-1] * len(images), report, size, seed)
+
+
+def skipped_summary(skipped: Counter) -> str:
+    """'3 unreadable file, 1 unpaired audio' (or 'none')."""
+    return ", ".join(f"{n} {why}" for why, n in skipped.most_common()) or "none"

@@ -1,0 +1,138 @@
+"""Calibration sets: real, preprocessed samples for INT8 — never random data in place of a missing set."""
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image
+
+DEFAULT_SIZE = 300  # as NNCF's and Ultralytics' defaults
+MIN_RECOMMENDED = 100
+
+
+class CalibrationError(EdgemmError):
+    """No usable calibration sample, or a calibration source that cannot be read at all."""
+
+
+class SmallCalibrationWarning(UserWarning):
+    """Fewer calibration samples than recommended."""
+
+
+@dataclass
+class CalibrationReport:
+    """What a calibration set was made of: where from, how many used, what was skipped and why."""
+
+    source: str
+    available: int = 0
+    used: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    stratified: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "available": self.available,
+            "used": self.used,
+            "skipped": dict(self.skipped),
+            "stratified": self.stratified,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed model inputs (all modalities present) and labels where known (-1 otherwise)."""
+
+    image: np.ndarray
+    audio: np.ndarray
+    labels: np.ndarray
+    report: CalibrationReport
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+    def feeds(self, patterns: bool = True) -> list[dict[str, np.ndarray]]:
+        """Batch-1 input dicts; with `patterns`, every sample also as image-only and audio-only,
+        so INT8 ranges cover the degraded modes a device falls back to."""
+        rows = [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)] if patterns else [(1.0, 1.0)]
+        out = []
+        for i in range(len(self)):
+            for p_img, p_aud in rows:
+                out.append({
+                    "image": self.image[i : i + 1] * np.float32(p_img),
+                    "audio": self.audio[i : i + 1] * np.float32(p_aud),
+                    "present": np.array([[p_img, p_aud]], np.float32),
+                })  # fmt: skip
+        return out
+
+
+def stratified_order(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """All indices, shuffled; with labels, interleaved round-robin over classes so any prefix is balanced."""
+    rng = np.random.default_rng(seed)
+    if (labels < 0).any() or not len(labels):
+        return rng.permutation(len(labels))
+    buckets = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    order: list[int] = []
+    while any(buckets):
+        order += [bucket.pop() for bucket in buckets if bucket]
+    return np.asarray(order)
+
+
+def select(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Indices of up to `size` samples, class-stratified where labels exist."""
+    return np.sort(stratified_order(labels, seed)[:size])
+
+
+def finish(
+    images: list[np.ndarray], audios: list[np.ndarray], labels: list[int], report: CalibrationReport, size: int, seed: int = 0
+) -> CalibrationSet:
+    """Select, check the count (error at 0, warning under 100) and pack preprocessed samples."""
+    report.available = len(labels)
+    if not labels:
+        reasons = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "nothing found"
+        raise CalibrationError(f"{report.source}: no usable calibration samples ({reasons})")
+    label_arr = np.asarray(labels, np.int64)
+    index = select(label_arr, size, seed)
+    report.used = len(index)
+    report.stratified = bool((label_arr >= 0).all())
+    if report.used < MIN_RECOMMENDED:
+        message = f"{report.source}: only {report.used} calibration samples (≥ {MIN_RECOMMENDED} recommended, {DEFAULT_SIZE} default)"
+        report.warnings.append(message)
+        warnings.warn(message, SmallCalibrationWarning, stacklevel=3)
+    return CalibrationSet(
+        np.stack([images[i] for i in index]).astype(np.float32),
+        np.stack([audios[i] for i in index]).astype(np.float32),
+        label_arr[index],
+        report,
+    )
+
+
+def from_arrays(
+    images: np.ndarray,
+    audios: np.ndarray,
+    sample_rate: int,
+    image_spec: ImageSpec,
+    audio_spec: AudioSpec,
+    labels: np.ndarray | None = None,
+    source: str = "arrays",
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+) -> CalibrationSet:
+    """A calibration set from raw in-memory samples (e.g. a data set split), preprocessed like a device."""
+    labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
+    index = select(labels, size, seed)
+    report = CalibrationReport(source)
+    imgs = [preprocess_image(images[i], image_spec) for i in index]
+    auds = [preprocess_audio(audios[i], sample_rate, audio_spec) for i in index]
+    out = finish(imgs, auds, [int(labels[i]) for i in index], report, size, seed)
+    report.available = len(images)
+    return out

@@ -1,0 +1,97 @@
+"""`edgemm quantize`: add a verified INT8 artifact to a bundle, calibrated on data the user names."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgemm.calibration import CalibrationError, CalibrationSet, from_arrays, from_csv, from_folder, from_stream
+from edgemm.calibration.files import VIDEO_SUFFIXES
+from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
+from edgemm.data.features import split_tensors
+from edgemm.export.bundle import BundleStage, describe
+from edgemm.export.onnx_int8 import Int8Options, guarded_quantize
+from edgemm.export.source import ReferenceSet
+from edgemm.export.verify import verify_artifact
+from edgemm.runtimes.backends import BACKENDS
+from edgemm.runtimes.errors import BundleError
+from edgemm.runtimes.manifest import Manifest
+
+BUILTIN = "av-digits"
+INT8_FILE = "model.int8.onnx"
+
+
+def calibration_set(spec: str, manifest: Manifest, size: int, seed: int = 0) -> CalibrationSet:
+    """Resolve `--calib`: `av-digits[:split]`, a folder of paired files, a CSV list, or a video with its audio."""
+    if spec == BUILTIN or spec.startswith(BUILTIN + ":"):
+        split_name = spec.partition(":")[2] or "train"
+        split = load_split(split_name, config_from_record(manifest.model.get("data", {})))
+        return from_arrays(split.images, split.audio, SAMPLE_RATE, manifest.image, manifest.audio, split.labels, f"{BUILTIN}:{split_name}", size, seed)
+    path = Path(spec)
+    if path.is_dir():
+        return from_folder(path, manifest.image, manifest.audio, manifest.labels, size, seed)
+    if path.suffix.lower() == ".csv":
+        return from_csv(path, manifest.image, manifest.audio, manifest.labels, size, seed)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return from_stream(path, manifest.image, manifest.audio, size, seed)
+    raise CalibrationError(f"{spec}: not a calibration source (give {BUILTIN}[:split], a folder, a .csv list or a video file)")
+
+
+def fp32_artifact(bundle: Path, manifest: Manifest) -> Path:
+    art = next((a for a in manifest.artifacts if a.format == "onnx" and a.precision == "fp32" and a.verified), None)
+    if art is None:
+        raise BundleError(f"{bundle}: no verified fp32 ONNX artifact to quantize (run `edgemm export CKPT --to onnx` first)")
+    return art.check_file(bundle)
+
+
+def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet) -> ReferenceSet:
+    """Labelled held-out data: the val split of the built-in data set the model was trained on; for other
+    models, the calibration samples themselves, judged by agreement with fp32."""
+    backend = BACKENDS["onnxruntime"].open(fp32)
+
+    def run(image, audio, present):
+        out = backend.run({"image": image, "audio": audio, "present": present})
+        return out["logits"], out["embedding"]
+
+    if manifest.model.get("data", {}).get("name") == BUILTIN:
+        val = load_split("val", config_from_record(manifest.model["data"]))
+        image, audio = split_tensors(val, manifest.image, manifest.audio)
+        return ReferenceSet.build(run, image, audio, val.labels, name=f"model.onnx on {BUILTIN}:val")
+    return ReferenceSet.build(run, fallback.image, fallback.audio, np.full(len(fallback), -1), name=f"model.onnx on {fallback.report.source}")
+
+
+def quantize_bundle(
+    bundle: str | Path, calib: str, options: Int8Options, size: int = 300, log: Callable[[str], None] = print
+) -> Manifest:
+    """Quantize the bundle's fp32 ONNX to `model.int8.onnx` under the accuracy guard; atomic."""
+    bundle = Path(bundle)
+    manifest = Manifest.read(bundle)
+    fp32 = fp32_artifact(bundle, manifest)
+    calibration = calibration_set(calib, manifest, size)
+    report = calibration.report
+    log(f"calibration: {report.used} samples from {report.source}" + (f"; skipped {dict(report.skipped)}" if report.skipped else ""))
+    held_out = held_out_reference(fp32, manifest, calibration)
+    with BundleStage(bundle, manifest) as stage:
+        guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
+        artifact = describe(
+            stage.path, INT8_FILE, "onnx", "int8",
+            quantization={
+                "tool": "onnxruntime.quantization.quantize_static",
+                "format": "QDQ",
+                "weights": "int8 symmetric, per-channel" if options.per_channel else "int8 symmetric, per-tensor",
+                "activations": "int8 symmetric",
+                "method": options.method,
+                "calibration": report.to_dict(),
+                "held_out": f"{held_out.name} ({len(held_out)} rows)",
+                "max_drop": options.max_drop,
+                **guard.to_dict(),
+            },
+        )  # fmt: skip
+        stage.add(artifact)
+        verification = verify_artifact(stage.path, INT8_FILE, "int8", held_out, backend="onnxruntime")
+        verification["budget_met"] = guard.within_budget
+        verification["passed"] = bool(verification.get("passed")) and guard.within_budget
+        artifact.verification = verification
+        stage.commit()
+    return stage.manifest

@@ -1,0 +1,104 @@
+"""Distillation and INT8 quantization with the accuracy guard, on tiny models trained for real."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from edgemm.checkpoint import load_checkpoint
+from edgemm.export.onnx_int8 import Int8Options, QuantizationError
+from edgemm.models import count_parameters
+from edgemm.quantizing import INT8_FILE, quantize_bundle
+from edgemm.runtimes import BundleError, load_bundle
+from edgemm.runtimes.manifest import Manifest
+
+
+def test_distillation_lowers_kd_loss_and_saves_recipe(tiny_student, tiny_checkpoint):
+    student = load_checkpoint(tiny_student)
+    run = student.record["distillation"]
+    kd = [epoch["kd"] for epoch in run["history"]]
+    assert kd[-1] < kd[0]
+    assert student.model_config["arch"] == "student"
+    assert count_parameters(student.model) < count_parameters(load_checkpoint(tiny_checkpoint).model)
+    recipe = yaml.safe_load(tiny_student.with_suffix(".recipe.yaml").read_text())
+    assert recipe["epochs"] == 6  # the flag overrode the recipe file
+    assert recipe["batch_size"] == 16 and recipe["student"]["widths"] == [8, 16]  # the rest came from the file
+    assert run["recipe"] == recipe
+
+
+def test_bad_recipe_and_mismatched_teacher(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgemm", "distill", "--teacher", tiny_checkpoint, "--recipe", bad, "-o", tmp_path / "s.safetensors"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown keys ['learning_rate']" in proc.stderr
+    meta = json.loads(tiny_checkpoint.with_suffix(".json").read_text())
+    meta["model"]["dim"] = 64
+    broken = tmp_path / "teacher.safetensors"
+    broken.write_bytes(tiny_checkpoint.read_bytes())
+    broken.with_suffix(".json").write_text(json.dumps(meta))
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgemm", "distill", "--teacher", broken, "-o", tmp_path / "s.safetensors"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "do not fit the config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_quantize_adds_verified_int8(tiny_student_bundle):
+    manifest = quantize_bundle(tiny_student_bundle, "av-digits", Int8Options(max_drop=100.0), log=lambda _: None)
+    art = manifest.artifact(INT8_FILE)
+    q = art.extra["quantization"]
+    assert art.precision == "int8" and q["format"] == "QDQ" and q["calibration"]["used"] > 0
+    assert q["calibration"]["stratified"] and q["excluded_nodes"] == []
+    v = art.verification
+    assert "accuracy" in v and v["passed"] == (v["top1_agreement"] >= 0.99)  # budget 100 points: agreement decides
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tiny_student_bundle / INT8_FILE)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    model = load_bundle(tiny_student_bundle, artifact=INT8_FILE)
+    assert model.artifact.precision == "int8"
+    assert Manifest.read(tiny_student_bundle).artifact("model.onnx").verified  # fp32 entry kept
+
+
+def test_guard_keeps_sensitive_nodes_in_float(tiny_bundle, tmp_path):
+    """Calibrating on blank frames and silence clips real activations; the guard must then keep the most
+    sensitive nodes in float until the drop is within budget, and record them."""
+    import numpy as np
+
+    from edgemm.runtimes.media import write_audio, write_image
+
+    calib = tmp_path / "blank"
+    calib.mkdir()
+    for i in range(4):
+        write_image(calib / f"b{i}.png", np.zeros((28, 28), np.uint8))
+        write_audio(calib / f"b{i}.wav", np.zeros(16000, np.float32), 16000)
+    lines = []
+    with pytest.warns(UserWarning, match="only 4 calibration samples"):
+        manifest = quantize_bundle(tiny_bundle, str(calib), Int8Options(max_drop=1.0), log=lines.append)
+    q = manifest.artifact(INT8_FILE).extra["quantization"]
+    assert q["excluded_nodes"], lines
+    assert q["drop_points"] <= 1.0 and q["within_budget"]
+    assert len(q["sensitivity"]) >= len(q["excluded_nodes"])
+    assert any("keep" in line and "in float" in line for line in lines)
+    assert manifest.artifact(INT8_FILE).verification["budget_met"]
+
+
+def test_quantize_bad_input(tiny_student_bundle, tmp_path):
+    with pytest.raises(QuantizationError, match="--max-drop must be ≥ 0"):
+        Int8Options(max_drop=-1)
+    with pytest.raises(QuantizationError, match="--method must be one of"):
+        Int8Options(method="magic")
+    before = (tiny_student_bundle / "manifest.json").read_bytes()
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgemm", "quantize", tiny_student_bundle, "--calib", tmp_path / "empty"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "no usable calibration samples" in proc.stderr
+    assert (tiny_student_bundle / "manifest.json").read_bytes() == before
+    assert not (tiny_student_bundle / INT8_FILE).exists()
+    (tiny_student_bundle / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        quantize_bundle(tiny_student_bundle, "av-digits", Int8Options(), log=lambda _: None)
