@@ -104,7 +104,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def default_checkpoint() -> Path:
-    """The teacher checkpoint shipped inside the package."""
-    return Path(__file__).parent / "checkpoints" / "teacher.safetensors"
+def default_checkpoint(name: str = "teacher") -> Path:
+    """A checkpoint shipped inside the package: "teacher" or "student"."""
+    return Path(__file__).parent / "checkpoints" / f"{name}.safetensors"
 

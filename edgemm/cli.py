@@ -142,7 +142,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgemm.demo import run_demo
 
-    return run_demo(out=Path(args.out), checkpoint=args.checkpoint, retrain=args.train, threads=args.threads)
+    return run_demo(out=Path(args.out), retrain=args.train, threads=args.threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="add an INT8 (QDQ) ONNX artifact, calibrated on real data, under an accuracy budget")
     p.add_argument("bundle")
     p.add_argument("--calib", required=True, help="av-digits[:split], a folder of name.png+name.wav pairs, a CSV (image,audio[,label]) or a video with its .wav")
-    p.add_argument("--method", default="minmax", help="calibration: minmax, entropy or percentile")
+    p.add_argument("--method", default="entropy", help="calibration: entropy (default), minmax or percentile")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the INT8 model may lose (worst modality pattern)")
     p.add_argument("--samples", type=int, default=300, help="calibration samples (class-stratified)")
     p.add_argument("--exclude", action="append", help="node name to keep in float (repeatable)")
@@ -207,10 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("demo", help="the default job: data → teacher → ONNX bundle → verify → accuracy table")
+    p = sub.add_parser("demo", help="the default job: data → teacher → student → ONNX → INT8 → verify → comparison table")
     p.add_argument("--out", default="demo-out", help="folder for the bundle and sample files")
-    p.add_argument("--checkpoint", help="teacher checkpoint (default: the one shipped with edgemm)")
-    p.add_argument("--train", action="store_true", help="train the teacher afresh instead of using the shipped checkpoint")
+    p.add_argument("--train", action="store_true", help="train the teacher and distil the student afresh instead of using the shipped checkpoints")
     p.add_argument("--threads", type=int, default=2, help="threads for latency measurements")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -11,7 +11,7 @@ from edgemm.data.avdigits import AVDigitsConfig, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, new_manifest
 from edgemm.export.registry import export_into, parse_formats
-from edgemm.export.source import ExportSource, ReferenceSet, torch_reference
+from edgemm.export.source import ExportSource, ReferenceSet, torch_infer
 from edgemm.models import count_parameters
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
@@ -36,7 +36,7 @@ def reference_set(source: ExportSource, data: AVDigitsConfig, samples: int = 256
     held_out = load_split(split, data)
     held_out = held_out.subset(np.arange(min(samples, len(held_out))))
     image, audio = split_tensors(held_out, source.image, source.audio)
-    return ReferenceSet.build(torch_reference(source.model), image, audio, held_out.labels)
+    return ReferenceSet.build(torch_infer(source.model), image, audio, held_out.labels)
 
 
 def export_checkpoint(

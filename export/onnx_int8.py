@@ -8,6 +8,8 @@ most sensitive ones in float until the drop is within budget.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.errors import EdgemmError
 
 from .source import ReferenceSet
-from .verify import MODES, accuracy_by_mode, run_model
+from .verify import MODES, accuracy_by_mode, agreement_by_mode, run_model
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
@@ -36,7 +38,7 @@ class QuantizationError(EdgemmError):
 class Int8Options:
     """What `edgemm quantize` was asked for."""
 
-    method: str = "minmax"
+    method: str = "entropy"  # measured best here: smallest drop and highest agreement of the three
     max_drop: float = 1.0  # accuracy points (or agreement points without labels), worst modality pattern
     per_channel: bool = True
     exclude: tuple[str, ...] = ()  # nodes the user keeps in float from the start
@@ -106,20 +108,21 @@ class Int8Quantizer:
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
         reader = None if self.cache.is_file() else _Reader(self.calibration.feeds())
-        quantize_static(
-            str(self.pre),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS),
-            per_channel=self.options.per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-            calibrate_method=method[self.options.method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 64},
-            calibration_cache_path=str(self.cache),
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress lines
+            quantize_static(
+                str(self.pre),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=self.options.per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=method[self.options.method],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 64},
+                calibration_cache_path=str(self.cache),
+            )
 
 
 def quantizable_nodes(path: Path) -> list[str]:
@@ -133,11 +136,8 @@ def _scores(path: Path, reference: ReferenceSet, labelled: bool) -> dict[str, fl
     """Accuracy (labelled) or top-1 agreement with the reference, in percent, per modality pattern."""
     backend = BACKENDS["onnxruntime"].open(path)
     logits = run_model(lambda image, audio, present: backend.run({"image": image, "audio": audio, "present": present}), reference)
-    top1 = logits.argmax(1)
-    if labelled:
-        return {k: 100 * v for k, v in accuracy_by_mode(top1, reference).items()}
-    agree = top1 == reference.logits.argmax(1)
-    return {m: 100 * float(agree[(reference.present == np.asarray(p, np.float32)).all(1)].mean()) for m, p in MODES.items()}
+    scores = (accuracy_by_mode if labelled else agreement_by_mode)(logits.argmax(1), reference)
+    return {k: 100 * v for k, v in scores.items()}
 
 
 def guarded_quantize(

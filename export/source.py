@@ -35,7 +35,7 @@ class ExportSource:
         )
 
 
-Runner = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Infer = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]  # (image, audio, present) → outputs
 
 
 @dataclass
@@ -54,25 +54,24 @@ class ReferenceSet:
         return len(self.labels)
 
     @classmethod
-    def build(cls, run: Runner, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
-        """Repeat the samples as fused, image-only and audio-only; `run(image, audio, present)` gives
-        the reference (logits, embedding) of a batch."""
+    def build(cls, infer: Infer, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
+        """Repeat the samples as fused, image-only and audio-only; `infer` gives the reference outputs."""
         n = len(labels)
         present = np.repeat(np.array([[1, 1], [1, 0], [0, 1]], np.float32), n, axis=0)
         image = (np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]).astype(np.float32)
         audio = (np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]).astype(np.float32)
-        outs = [run(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
-        logits, embedding = (np.concatenate([o[k] for o in outs]) for k in (0, 1))
+        outs = [infer(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
+        logits, embedding = (np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES)
         return cls(image, audio, present, np.tile(labels, 3), logits, embedding, name)
 
 
-def torch_reference(model: nn.Module) -> Runner:
-    """A reference runner for a torch model (eval mode, no grad)."""
+def torch_infer(model: nn.Module) -> Infer:
+    """An `infer` callable for a torch model (eval mode, no grad), numpy in and out."""
     model.eval()
 
     @torch.no_grad()
-    def run(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, embedding = model(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(present))
-        return logits.numpy(), embedding.numpy()
+    def infer(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = model(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(present))
+        return {name: out.numpy() for name, out in zip(OUTPUT_NAMES, outputs)}
 
-    return run
+    return infer

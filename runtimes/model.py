@@ -137,7 +137,7 @@ class BundleModel:
         return self.predict_batch([image], [audio], sample_rate, color_order)[0]
 
 
-def _choose(manifest: Manifest, bundle: Path, backend: str, artifact: str | None) -> tuple[Artifact, BackendInfo]:
+def _choose(manifest: Manifest, bundle: Path, backend: str, artifact: str | None, precision: str | None) -> tuple[Artifact, BackendInfo]:
     if artifact is not None:
         art = manifest.artifact(artifact)
         infos = [backend_for(backend)] if backend != "auto" else [b for b in BACKENDS.values() if art.format in b.formats]
@@ -145,9 +145,9 @@ def _choose(manifest: Manifest, bundle: Path, backend: str, artifact: str | None
         if info is None:
             raise BundleError(f"backend {backend!r} cannot run {art.format} artifact {art.file}")
         return art, info
-    verified = [a for a in manifest.artifacts if a.verified]
+    verified = [a for a in manifest.artifacts if a.verified and precision in (None, a.precision)]
     if not verified:
-        raise BundleError(f"{bundle}: no artifact passed verification")
+        raise BundleError(f"{bundle}: no {precision + ' ' if precision else ''}artifact passed verification")
     candidates = [backend_for(backend)] if backend != "auto" else auto_order()
     if backend != "auto" and not candidates[0].installed():
         raise BackendUnavailableError(f"the {backend} backend", candidates[0].package, candidates[0].extra)
@@ -166,16 +166,18 @@ def load_bundle(
     path: str | Path,
     backend: str = "auto",
     artifact: str | None = None,
+    precision: str | None = None,
     threads: int | None = None,
     device: str | None = None,
 ) -> BundleModel:
     """Open a bundle: read the manifest, pick a verified artifact, check its sha256, start its backend.
 
     `backend="auto"` picks the most preferred installed backend that can run a verified artifact;
+    `precision="int8"` restricts the choice to verified artifacts of that precision;
     `artifact="model.onnx"` forces one file (even an unverified one, e.g. for `edgemm verify`).
     """
     bundle = Path(path)
     manifest = Manifest.read(bundle)
-    art, info = _choose(manifest, bundle, backend, artifact)
+    art, info = _choose(manifest, bundle, backend, artifact, precision)
     file = art.check_file(bundle)
     return BundleModel(bundle, manifest, art, info.open(file, threads=threads, device=device))

@@ -1,0 +1,85 @@
+"""One table comparing models on the test split: size, accuracy per modality pattern, agreement, latency."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+from edgemm.evaluate import median_latency_ms
+from edgemm.export.source import Infer, ReferenceSet
+from edgemm.export.verify import MODES, accuracy_by_mode, run_model
+from edgemm.tables import format_table
+
+
+@dataclass
+class Entry:
+    """A model to compare: how to run a batch, its size, and its parameter count."""
+
+    name: str
+    infer: Infer
+    parameters: int
+    bytes: int
+
+
+@dataclass
+class Row:
+    entry: Entry
+    accuracy: dict[str, float]
+    agreement: dict[str, float] | None  # per modality pattern, plus "all"
+    latency_ms: float
+
+
+def compare(entries: list[Entry], reference: ReferenceSet, agree_with: str | None = None, runs: int = 200) -> list[Row]:
+    """Accuracy per pattern on `reference`, top-1 agreement with entry `agree_with`, batch-1 median latency.
+
+    Latencies are measured side by side in one run, interleaved per entry after warm-up.
+    """
+    logits = {e.name: run_model(e.infer, reference) for e in entries}
+    base = logits.get(agree_with) if agree_with else None
+    one = (reference.image[:1], reference.audio[:1], reference.present[:1])
+    rows = []
+    for e in entries:
+        top1 = logits[e.name].argmax(1)
+        agreement = None
+        if base is not None:
+            same = top1 == base.argmax(1)
+            agreement = {"all": float(same.mean()), **{m: float(same[(reference.present == np.asarray(p, np.float32)).all(1)].mean()) for m, p in MODES.items()}}
+        latency = median_latency_ms(lambda: e.infer(*one), warmup=20, runs=runs)
+        rows.append(Row(e, accuracy_by_mode(top1, reference), agreement, latency))
+    return rows
+
+
+def render(rows: list[Row], title: str | None = None, agree_label: str = "agree") -> str:
+    headers = ["model", "params", "MB", *MODES, f"{agree_label} (fused / all)", "latency ms (b1)"]
+    body = [
+        [r.entry.name, f"{r.entry.parameters:,}", f"{r.entry.bytes / 1e6:.3f}", *(f"{r.accuracy[m]:.3f}" for m in MODES),
+         "-" if r.agreement is None else f"{r.agreement['fused']:.2%} / {r.agreement['all']:.2%}", f"{r.latency_ms:.3f}"]
+        for r in rows
+    ]  # fmt: skip
+    return format_table(headers, body, title)
+
+
+def targets(teacher: Row, student_int8: Row, student_fp32: Row) -> list[tuple[str, str, bool]]:
+    """The compression targets of DESIGN.md, measured: (target, measured, met)."""
+    size = teacher.entry.bytes / student_int8.entry.bytes
+    speed = teacher.latency_ms / student_int8.latency_ms
+    loss = 100 * (teacher.accuracy["fused"] - student_int8.accuracy["fused"])
+    agree = (student_int8.agreement or {}).get("fused", 0.0)
+    agree_all = (student_int8.agreement or {}).get("all", 0.0)
+    gain = 100 * (student_int8.accuracy["fused"] - max(student_int8.accuracy["image_only"], student_int8.accuracy["audio_only"]))
+    singles = min(student_int8.accuracy["image_only"], student_int8.accuracy["audio_only"])
+    return [
+        ("int8 student ≥ 20x smaller than the teacher (file bytes)", f"{size:.1f}x", size >= 20),
+        ("int8 student ≥ 20x faster than the teacher in torch eager (b1)", f"{speed:.1f}x", speed >= 20),
+        ("≤ 1 point fused accuracy loss vs the teacher", f"{loss:+.2f} points", loss <= 1.0),
+        ("≥ 99% top-1 agreement int8 vs fp32 student (fused inputs)", f"{agree:.2%} (all patterns {agree_all:.2%})", agree >= 0.99),
+        ("fused beats each single modality by ≥ 10 points (int8 student)", f"{gain:+.1f} points", gain >= 10),
+        ("image-only and audio-only both above 70% (int8 student)", f"{100 * singles:.1f}% (worse one)", singles > 0.70),
+    ]
+
+
+def render_targets(items: list[tuple[str, str, bool]]) -> str:
+    return format_table(["target", "measured", "met"], [[t, m, "yes" if ok else "NO"] for t, m, ok in items])
+
+
