@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image
 
 DEFAULT_SIZE = 300  # as NNCF's and Ultralytics' defaults
@@ -63,7 +64,7 @@ class CalibrationSet:
     def feeds(self, patterns: bool = True) -> list[dict[str, np.ndarray]]:
         """Batch-1 input dicts; with `patterns`, every sample also as image-only and audio-only,
         so INT8 ranges cover the degraded modes a device falls back to."""
-        rows = [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)] if patterns else [(1.0, 1.0)]
+        rows = list(MODALITY_PATTERNS.values()) if patterns else [MODALITY_PATTERNS["fused"]]
         out = []
         for i in range(len(self)):
             for p_img, p_aud in rows:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 
 from edgemm.evaluate import median_latency_ms
 from edgemm.export.source import Infer, ReferenceSet
-from edgemm.export.verify import MODES, accuracy_by_mode, run_model
+from edgemm.export.verify import accuracy_by_mode, mean_by_mode, run_model
+from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.tables import format_table
 
 
@@ -44,16 +43,16 @@ def compare(entries: list[Entry], reference: ReferenceSet, agree_with: str | Non
         agreement = None
         if base is not None:
             same = top1 == base.argmax(1)
-            agreement = {"all": float(same.mean()), **{m: float(same[(reference.present == np.asarray(p, np.float32)).all(1)].mean()) for m, p in MODES.items()}}
+            agreement = {"all": float(same.mean()), **mean_by_mode(same, reference.present)}
         latency = median_latency_ms(lambda: e.infer(*one), warmup=20, runs=runs)
         rows.append(Row(e, accuracy_by_mode(top1, reference), agreement, latency))
     return rows
 
 
 def render(rows: list[Row], title: str | None = None, agree_label: str = "agree") -> str:
-    headers = ["model", "params", "MB", *MODES, f"{agree_label} (fused / all)", "latency ms (b1)"]
+    headers = ["model", "params", "MB", *MODALITY_PATTERNS, f"{agree_label} (fused / all)", "latency ms (b1)"]
     body = [
-        [r.entry.name, f"{r.entry.parameters:,}", f"{r.entry.bytes / 1e6:.3f}", *(f"{r.accuracy[m]:.3f}" for m in MODES),
+        [r.entry.name, f"{r.entry.parameters:,}", f"{r.entry.bytes / 1e6:.3f}", *(f"{r.accuracy[m]:.3f}" for m in MODALITY_PATTERNS),
          "-" if r.agreement is None else f"{r.agreement['fused']:.2%} / {r.agreement['all']:.2%}", f"{r.latency_ms:.3f}"]
         for r in rows
     ]  # fmt: skip

@@ -16,7 +16,8 @@ from edgemm.checkpoint import Checkpoint
 from edgemm.data.avdigits import cache_root, config_from_record, load_split
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import to_plain
-from edgemm.train import PRESENCE, Tensors, accuracy, random_presence, to_tensors
+from edgemm.runtimes.model import MODALITY_PATTERNS
+from edgemm.train import Tensors, accuracy, random_presence, to_tensors
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,9 @@ class DistillConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
 
 
-PATTERN_OF = {(1.0, 1.0): 0, (1.0, 0.0): 1, (0.0, 1.0): 2}  # rows of the teacher-output cache
-
-
 @torch.no_grad()
 def teacher_outputs(teacher: nn.Module, data: Tensors, key: str, progress: bool, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher logits (3, N, C) and embeddings (3, N, D) for fused/image-only/audio-only, cached on disk."""
+    """Teacher logits (3, N, C) and embeddings (3, N, D), one row per modality pattern, cached on disk."""
     path = cache_root() / f"teacher-outputs-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
@@ -54,7 +52,7 @@ def teacher_outputs(teacher: nn.Module, data: Tensors, key: str, progress: bool,
     teacher.eval()
     logits, embedding = [], []
     bar = tqdm(total=3 * len(data.labels), desc="teacher outputs", unit="sample", disable=not progress, leave=False)
-    for pattern in PATTERN_OF:
+    for pattern in MODALITY_PATTERNS.values():
         pl, pe = [], []
         for s in range(0, len(data.labels), batch):
             img, aud = data.image[s : s + batch], data.audio[s : s + batch]
@@ -111,7 +109,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, teacher_sha: str = "", p
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_data.labels) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
-    teacher_val = {mode: accuracy(teacher.model, val_data, mode) for mode in PRESENCE}
+    teacher_val = {mode: accuracy(teacher.model, val_data, mode) for mode in MODALITY_PATTERNS}
     history, best, best_state, stale = [], -1.0, None, 0
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="distill", unit="step", disable=not progress)
     for epoch in range(config.epochs):
@@ -121,7 +119,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, teacher_sha: str = "", p
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
             present = random_presence(len(idx), config.modality_dropout, generator)
-            pattern = ((1 - present[:, 1]) + 2 * (1 - present[:, 0])).long()  # 0 fused, 1 image-only, 2 audio-only
+            pattern = ((1 - present[:, 1]) + 2 * (1 - present[:, 0])).long()  # row in MODALITY_PATTERNS order
             logits, emb, aux_img, aux_aud = student.forward_train(train_data.image[idx], train_data.audio[idx], present)
             y = train_data.labels[idx]
             kd = kd_loss(logits, t_logits[pattern, idx], config.temperature)
@@ -137,12 +135,12 @@ def distill(teacher: Checkpoint, config: DistillConfig, teacher_sha: str = "", p
             for k, v in (("loss", loss), ("kd", kd), ("embed", al)):
                 sums[k] += v.item() * len(idx)
             bar.update(1)
-        val = {mode: accuracy(student, val_data, mode) for mode in PRESENCE}
+        val = {mode: accuracy(student, val_data, mode) for mode in MODALITY_PATTERNS}
         n = len(order)
         history.append({"epoch": epoch + 1, **{k: round(v / n, 4) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in val.items()}})
         bar.write(
             f"epoch {epoch + 1}/{config.epochs}: kd {sums['kd'] / n:.3f}  val student fused {val['fused']:.3f} "
-            f"image-only {val['image']:.3f} audio-only {val['audio']:.3f} | teacher fused {teacher_val['fused']:.3f}"
+            f"image-only {val['image_only']:.3f} audio-only {val['audio_only']:.3f} | teacher fused {teacher_val['fused']:.3f}"
         )
         if val["fused"] > best:
             best, best_state, stale = val["fused"], copy.deepcopy(student.state_dict()), 0

@@ -15,6 +15,7 @@ from edgemm.data.avdigits import LABELS, AVDigitsConfig, Split, load_split
 from edgemm.data.features import fit_audio_norm, split_tensors
 from edgemm.models import build_model, count_parameters
 from edgemm.models.teacher import TeacherConfig
+from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 
 
@@ -47,9 +48,6 @@ def to_tensors(split: Split, image_spec: ImageSpec, audio_spec: AudioSpec) -> Te
     return Tensors(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(split.labels))
 
 
-PRESENCE = {"fused": (1.0, 1.0), "image": (1.0, 0.0), "audio": (0.0, 1.0)}
-
-
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, data: Tensors, mode: str = "fused", batch: int = 256) -> torch.Tensor:
     """Logits of `model` on all of `data` with one modality pattern (fused, image-only, audio-only)."""
@@ -57,7 +55,7 @@ def predict_logits(model: torch.nn.Module, data: Tensors, mode: str = "fused", b
     outs = []
     for s in range(0, len(data.labels), batch):
         img, aud = data.image[s : s + batch], data.audio[s : s + batch]
-        present = torch.tensor(PRESENCE[mode]).expand(len(img), 2)
+        present = torch.tensor(MODALITY_PATTERNS[mode]).expand(len(img), 2)
         outs.append(model(img, aud, present)[0])
     return torch.cat(outs) if outs else torch.zeros(0, 10)
 
@@ -112,9 +110,9 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
             schedule.step()
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        val = {mode: accuracy(model, val_data, mode) for mode in PRESENCE}
+        val = {mode: accuracy(model, val_data, mode) for mode in MODALITY_PATTERNS}
         history.append({"epoch": epoch + 1, **{f"val_{k}": round(v, 4) for k, v in val.items()}})
-        bar.write(f"epoch {epoch + 1}/{config.epochs}: val fused {val['fused']:.3f}  image-only {val['image']:.3f}  audio-only {val['audio']:.3f}")
+        bar.write(f"epoch {epoch + 1}/{config.epochs}: val fused {val['fused']:.3f}  image-only {val['image_only']:.3f}  audio-only {val['audio_only']:.3f}")
         if val["fused"] > best:
             best, best_state = val["fused"], copy.deepcopy(model.state_dict())
     bar.close()

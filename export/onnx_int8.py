@@ -22,9 +22,10 @@ import numpy as np
 from edgemm.calibration import CalibrationSet
 from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.model import MODALITY_PATTERNS
 
 from .source import ReferenceSet
-from .verify import MODES, accuracy_by_mode, agreement_by_mode, run_model
+from .verify import accuracy_by_mode, agreement_by_mode, run_model
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
@@ -148,12 +149,12 @@ def guarded_quantize(
     metric = "accuracy" if labelled else "agreement"
     with tempfile.TemporaryDirectory(prefix="edgemm-int8-") as tmp:
         quantizer = Int8Quantizer(fp32, calibration, options, Path(tmp))
-        fp32_scores = _scores(quantizer.pre, held_out, labelled) if labelled else {m: 100.0 for m in MODES}
+        fp32_scores = _scores(quantizer.pre, held_out, labelled) if labelled else {m: 100.0 for m in MODALITY_PATTERNS}
 
         def attempt(exclude: list[str]) -> tuple[float, dict[str, float]]:
             quantizer.quantize(out, exclude)
             scores = _scores(out, held_out, labelled)
-            return max(fp32_scores[m] - scores[m] for m in MODES), scores
+            return max(fp32_scores[m] - scores[m] for m in MODALITY_PATTERNS), scores
 
         excluded = list(options.exclude)
         drop, scores = attempt(excluded)

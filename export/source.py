@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 
 INPUT_NAMES = ("image", "audio", "present")
@@ -57,7 +58,7 @@ class ReferenceSet:
     def build(cls, infer: Infer, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
         """Repeat the samples as fused, image-only and audio-only; `infer` gives the reference outputs."""
         n = len(labels)
-        present = np.repeat(np.array([[1, 1], [1, 0], [0, 1]], np.float32), n, axis=0)
+        present = np.repeat(np.array(list(MODALITY_PATTERNS.values()), np.float32), n, axis=0)
         image = (np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]).astype(np.float32)
         audio = (np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]).astype(np.float32)
         outs = [infer(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from edgemm.runtimes.errors import EdgemmError
-from edgemm.runtimes.model import load_bundle
+from edgemm.runtimes.model import MODALITY_PATTERNS, load_bundle
 
 from .source import Infer, ReferenceSet
 
@@ -20,22 +20,21 @@ TOLERANCES = {
     "fp16": {"max_abs_diff": 1e-2, "agreement": 0.99, "agreement_on": "all"},
     "int8": {"max_abs_diff": None, "agreement": 0.99, "agreement_on": "fused"},
 }
-MODES = {"fused": (1, 1), "image_only": (1, 0), "audio_only": (0, 1)}
+
+
+def mean_by_mode(hits: np.ndarray, present: np.ndarray) -> dict[str, float]:
+    """Mean of a boolean per-row outcome over the rows of each modality pattern."""
+    return {mode: round(float(hits[(present == np.asarray(p, np.float32)).all(1)].mean()), 4) for mode, p in MODALITY_PATTERNS.items()}
 
 
 def accuracy_by_mode(top1: np.ndarray, reference: ReferenceSet) -> dict[str, float]:
     """Top-1 accuracy on the reference rows of each modality pattern."""
-    out = {}
-    for mode, pattern in MODES.items():
-        rows = (reference.present == np.asarray(pattern, np.float32)).all(1)
-        out[mode] = round(float((top1[rows] == reference.labels[rows]).mean()), 4)
-    return out
+    return mean_by_mode(top1 == reference.labels, reference.present)
 
 
 def agreement_by_mode(top1: np.ndarray, reference: ReferenceSet) -> dict[str, float]:
     """Top-1 agreement with the reference outputs on the rows of each modality pattern."""
-    same = top1 == reference.logits.argmax(1)
-    return {mode: round(float(same[(reference.present == np.asarray(p, np.float32)).all(1)].mean()), 4) for mode, p in MODES.items()}
+    return mean_by_mode(top1 == reference.logits.argmax(1), reference.present)
 
 
 def compare(logits: np.ndarray, reference: ReferenceSet, precision: str) -> dict[str, Any]:

@@ -27,13 +27,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", ckpt)
 
 
-@pytest.fixture(scope="session")
-def tiny_bundle_master(tiny_checkpoint, tmp_path_factory) -> Path:
+def export_onnx_bundle(checkpoint: Path, out: Path) -> Path:
     from edgemm.exporting import export_checkpoint
 
-    out = tmp_path_factory.mktemp("bundles") / "tiny.edgemm"
-    export_checkpoint(tiny_checkpoint, "onnx", out, samples=32, log=lambda _: None)
+    export_checkpoint(checkpoint, "onnx", out, samples=32, log=lambda _: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_master(tiny_checkpoint, tmp_path_factory) -> Path:
+    return export_onnx_bundle(tiny_checkpoint, tmp_path_factory.mktemp("bundles") / "tiny.edgemm")
 
 
 @pytest.fixture
@@ -69,11 +72,7 @@ def tiny_student(tiny_checkpoint, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_student_bundle_master(tiny_student, tmp_path_factory) -> Path:
-    from edgemm.exporting import export_checkpoint
-
-    out = tmp_path_factory.mktemp("student-bundles") / "student.edgemm"
-    export_checkpoint(tiny_student, "onnx", out, samples=32, log=lambda _: None)
-    return out
+    return export_onnx_bundle(tiny_student, tmp_path_factory.mktemp("student-bundles") / "student.edgemm")
 
 
 @pytest.fixture
