@@ -55,12 +55,14 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from edgemm.export.onnx_int8 import Int8Options
     from edgemm.quantizing import INT8_FILE, quantize_bundle
 
-    options = Int8Options(method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()))
-    manifest = quantize_bundle(args.bundle, args.calib, options, size=args.samples)
+    from edgemm.qat import QATConfig
+
+    options = Int8Options(method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float)
+    manifest = quantize_bundle(args.bundle, args.calib, options, size=args.samples, checkpoint=args.checkpoint, qat=QATConfig(epochs=args.qat_epochs))
     print(_artifact_table(manifest))
     art = manifest.artifact(INT8_FILE)
     q = art.extra["quantization"]
-    print(f"{INT8_FILE}: {q['metric']} drop {q['drop_points']:.2f} points (budget {q['max_drop']}), "
+    print(f"{INT8_FILE}: {q['metric']} drop {q['drop_points']:.2f} points (budget {q['max_drop']}){' after QAT' if q['qat'] else ''}, "
           f"{len(q['excluded_nodes'])} node(s) kept in float{': ' + ', '.join(q['excluded_nodes']) if q['excluded_nodes'] else ''}")  # fmt: skip
     if not art.verified:
         print(f"edgemm: error: {INT8_FILE} is not within the budget or failed verification (recorded in the manifest)", file=sys.stderr)
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the INT8 model may lose (worst modality pattern)")
     p.add_argument("--samples", type=int, default=300, help="calibration samples (class-stratified)")
     p.add_argument("--exclude", action="append", help="node name to keep in float (repeatable)")
+    p.add_argument("--max-float", type=float, default=0.25, help="fraction of quantizable nodes the guard may keep in float before PTQ counts as failed")
+    p.add_argument("--checkpoint", help="the bundle's fp32 checkpoint: enables the QAT fallback when PTQ cannot meet the budget")
+    p.add_argument("--qat-epochs", type=int, default=3)
     p.set_defaults(func=_cmd_quantize)
 
     p = sub.add_parser("export", help="export a checkpoint to a bundle and verify every artifact")

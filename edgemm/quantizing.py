@@ -1,6 +1,7 @@
 """`edgemm quantize`: add a verified INT8 artifact to a bundle, calibrated on data the user names."""
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,13 +11,17 @@ from edgemm.calibration import CalibrationError, CalibrationSet, from_arrays, fr
 from edgemm.calibration.files import VIDEO_SUFFIXES
 from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
+from edgemm.checkpoint import CheckpointError, load_checkpoint
 from edgemm.export.bundle import BundleStage, describe
+from edgemm.export.onnx_format import export_onnx
 from edgemm.export.onnx_int8 import Int8Options, guarded_quantize
 from edgemm.export.source import ReferenceSet
 from edgemm.export.verify import verify_artifact
 from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.errors import BundleError
-from edgemm.runtimes.manifest import Manifest
+from edgemm.exporting import source_from_checkpoint
+from edgemm.qat import QATConfig, qat_finetune
+from edgemm.runtimes.manifest import Manifest, sha256_file
 
 BUILTIN = "av-digits"
 INT8_FILE = "model.int8.onnx"
@@ -60,10 +65,30 @@ def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet)
     return ReferenceSet.build(run, fallback.image, fallback.audio, np.full(len(fallback), -1), name=f"model.onnx on {fallback.report.source}")
 
 
+def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
+    """Fine-tune the bundle's own checkpoint with fake quantization and export the adapted weights."""
+    recorded = manifest.model.get("checkpoint", {}).get("sha256")
+    if recorded and sha256_file(checkpoint) != recorded:
+        raise CheckpointError(f"{checkpoint}: not the checkpoint this bundle was exported from (sha256 differs)")
+    log(f"QAT fallback: {config.epochs} fake-quant epochs from {checkpoint}")
+    tuned = qat_finetune(load_checkpoint(checkpoint), calibration, config, progress=False)
+    export_onnx(source_from_checkpoint(tuned), out)
+    return tuned.record["qat"]
+
+
 def quantize_bundle(
-    bundle: str | Path, calib: str, options: Int8Options, size: int = 300, log: Callable[[str], None] = print
+    bundle: str | Path,
+    calib: str,
+    options: Int8Options,
+    size: int = 300,
+    log: Callable[[str], None] = print,
+    checkpoint: str | Path | None = None,
+    qat: QATConfig = QATConfig(),
 ) -> Manifest:
-    """Quantize the bundle's fp32 ONNX to `model.int8.onnx` under the accuracy guard; atomic."""
+    """Quantize the bundle's fp32 ONNX to `model.int8.onnx` under the accuracy guard; atomic.
+
+    When post-training quantization cannot meet the budget within `options.max_float` and the bundle's
+    `checkpoint` is given, a QAT fine-tune adapts the weights and the guard runs again on them."""
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)
     fp32 = fp32_artifact(bundle, manifest)
@@ -73,6 +98,13 @@ def quantize_bundle(
     held_out = held_out_reference(fp32, manifest, calibration)
     with BundleStage(bundle, manifest) as stage:
         guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
+        qat_record = None
+        if not guard.within_budget and checkpoint is not None:
+            with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:
+                qat_record = _qat_onnx(Path(checkpoint), manifest, calibration, Path(tmp) / "qat.onnx", qat, log)
+                guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, options, log)
+        elif not guard.within_budget:
+            log("PTQ cannot meet the budget; give --checkpoint (the bundle's fp32 checkpoint) for the QAT fallback")
         artifact = describe(
             stage.path, INT8_FILE, "onnx", "int8",
             quantization={
@@ -84,6 +116,8 @@ def quantize_bundle(
                 "calibration": report.to_dict(),
                 "held_out": f"{held_out.name} ({len(held_out)} rows)",
                 "max_drop": options.max_drop,
+                "max_float": options.max_float,
+                "qat": qat_record,
                 **guard.to_dict(),
             },
         )  # fmt: skip

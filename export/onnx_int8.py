@@ -43,12 +43,15 @@ class Int8Options:
     max_drop: float = 1.0  # accuracy points (or agreement points without labels), worst modality pattern
     per_channel: bool = True
     exclude: tuple[str, ...] = ()  # nodes the user keeps in float from the start
+    max_float: float = 0.25  # at most this fraction of the quantizable nodes may stay float; beyond, PTQ has failed
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise QuantizationError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not self.max_drop >= 0:
             raise QuantizationError(f"--max-drop must be ≥ 0 accuracy points, got {self.max_drop}")
+        if not 0 <= self.max_float <= 1:
+            raise QuantizationError(f"--max-float must be a fraction between 0 and 1, got {self.max_float}")
 
 
 @dataclass
@@ -144,12 +147,18 @@ def _scores(path: Path, reference: ReferenceSet, labelled: bool) -> dict[str, fl
 def guarded_quantize(
     fp32: Path, out: Path, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, log: Callable[[str], None] = print
 ) -> GuardResult:
-    """Write `out` as INT8 within `options.max_drop` points of the fp32 model on `held_out`, if PTQ can."""
+    """Write `out` as INT8 within `options.max_drop` points of the reference on `held_out`, if PTQ can.
+
+    `fp32` is the model to quantize (the bundle's fp32 artifact, or QAT-adapted weights); the drop is
+    always measured against `held_out`'s reference outputs (the bundle's fp32 artifact)."""
     labelled = bool((held_out.labels >= 0).all())
     metric = "accuracy" if labelled else "agreement"
+    top1 = held_out.logits.argmax(1)
+    baseline = accuracy_by_mode(top1, held_out) if labelled else agreement_by_mode(top1, held_out)
+    fp32_scores = {m: 100 * v for m, v in baseline.items()}
     with tempfile.TemporaryDirectory(prefix="edgemm-int8-") as tmp:
         quantizer = Int8Quantizer(fp32, calibration, options, Path(tmp))
-        fp32_scores = _scores(quantizer.pre, held_out, labelled) if labelled else {m: 100.0 for m in MODALITY_PATTERNS}
+        allowed = int(options.max_float * len(quantizer.nodes))
 
         def attempt(exclude: list[str]) -> tuple[float, dict[str, float]]:
             quantizer.quantize(out, exclude)
@@ -160,7 +169,10 @@ def guarded_quantize(
         drop, scores = attempt(excluded)
         log(f"int8 ({options.method}, {len(calibration)} calibration samples): worst-pattern {metric} drop {drop:.2f} points (budget {options.max_drop})")
         result = GuardResult(drop, metric, _round(fp32_scores), _round(scores), excluded)
-        if drop <= options.max_drop:
+        if drop <= options.max_drop or allowed <= len(excluded):
+            result.within_budget = drop <= options.max_drop
+            if not result.within_budget:
+                log(f"no node may stay in float (--max-float {options.max_float}): PTQ cannot meet the budget")
             return result
         candidates = [n for n in quantizer.nodes if n not in excluded]
         gains = []
@@ -171,6 +183,9 @@ def guarded_quantize(
         result.sensitivity = gains
         log("most sensitive nodes: " + ", ".join(f"{n} (+{g:.2f})" for n, g in gains[:5]))
         for node, _ in gains:
+            if len(excluded) >= allowed:
+                log(f"  {len(excluded)} of {len(quantizer.nodes)} nodes in float is the most --max-float {options.max_float} allows")
+                break
             excluded.append(node)
             drop, scores = attempt(excluded)
             log(f"  keep {node} in float → drop {drop:.2f}")

@@ -66,18 +66,10 @@ def test_quantize_adds_verified_int8(tiny_student_bundle):
 def test_guard_keeps_sensitive_nodes_in_float(tiny_bundle, tmp_path):
     """Calibrating on blank frames and silence clips real activations; the guard must then keep the most
     sensitive nodes in float until the drop is within budget, and record them."""
-    import numpy as np
-
-    from edgemm.runtimes.media import write_audio, write_image
-
-    calib = tmp_path / "blank"
-    calib.mkdir()
-    for i in range(4):
-        write_image(calib / f"b{i}.png", np.zeros((28, 28), np.uint8))
-        write_audio(calib / f"b{i}.wav", np.zeros(16000, np.float32), 16000)
+    calib = _blank_calibration(tmp_path / "blank")
     lines = []
     with pytest.warns(UserWarning, match="only 4 calibration samples"):
-        manifest = quantize_bundle(tiny_bundle, str(calib), Int8Options(max_drop=1.0), log=lines.append)
+        manifest = quantize_bundle(tiny_bundle, str(calib), Int8Options(max_drop=1.0, max_float=1.0), log=lines.append)
     q = manifest.artifact(INT8_FILE).extra["quantization"]
     assert q["excluded_nodes"], lines
     assert q["drop_points"] <= 1.0 and q["within_budget"]
@@ -102,3 +94,45 @@ def test_quantize_bad_input(tiny_student_bundle, tmp_path):
     (tiny_student_bundle / "model.onnx").unlink()
     with pytest.raises(BundleError, match="missing"):
         quantize_bundle(tiny_student_bundle, "av-digits", Int8Options(), log=lambda _: None)
+
+
+def _blank_calibration(folder):
+    import numpy as np
+
+    from edgemm.runtimes.media import write_audio, write_image
+
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"b{i}.png", np.zeros((28, 28), np.uint8))
+        write_audio(folder / f"b{i}.wav", np.zeros(16000, np.float32), 16000)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:.*calibration samples")
+def test_qat_fallback_runs_when_ptq_cannot_meet_the_budget(tiny_student_bundle, tiny_student, tiny_checkpoint, tmp_path):
+    from edgemm.checkpoint import CheckpointError
+    from edgemm.qat import QATConfig
+
+    calib = str(_blank_calibration(tmp_path / "blank"))
+    options = Int8Options(method="minmax", max_drop=0.0, max_float=0.0)
+    with pytest.raises(CheckpointError, match="not the checkpoint this bundle was exported from"):
+        quantize_bundle(tiny_student_bundle, calib, options, checkpoint=tiny_checkpoint, log=lambda _: None)
+    lines = []
+    manifest = quantize_bundle(tiny_student_bundle, calib, options, checkpoint=tiny_student, qat=QATConfig(epochs=1), log=lines.append)
+    art = manifest.artifact(INT8_FILE)
+    q = art.extra["quantization"]
+    assert any("PTQ cannot meet the budget" in line for line in lines)
+    assert any(line.startswith("QAT fallback") for line in lines)
+    assert len(q["qat"]["history"]) == 1 and q["excluded_nodes"] == []
+    assert art.verification["budget_met"] == q["within_budget"] == (q["drop_points"] <= 0.0)
+    assert art.verified == (q["within_budget"] and art.verification["top1_agreement_by_mode"]["fused"] >= 0.99)
+
+
+@pytest.mark.filterwarnings("ignore:.*calibration samples")
+def test_guard_respects_the_float_node_cap(tiny_bundle, tmp_path):
+    calib = str(_blank_calibration(tmp_path / "blank"))
+    manifest = quantize_bundle(tiny_bundle, calib, Int8Options(max_drop=0.0, max_float=0.1), log=lambda _: None)
+    art = manifest.artifact(INT8_FILE)
+    q = art.extra["quantization"]
+    assert len(q["excluded_nodes"]) <= 0.1 * len(q["sensitivity"]) + 1e-9
+    assert not q["within_budget"] and not art.verified  # recorded as failed: never chosen by the runtime
