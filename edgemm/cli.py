@@ -57,7 +57,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     from edgemm.qat import QATConfig
 
-    options = Int8Options(method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float)
+    options = Int8Options(
+        method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float, per_channel=not args.per_tensor
+    )
     manifest = quantize_bundle(args.bundle, args.calib, options, size=args.samples, checkpoint=args.checkpoint, qat=QATConfig(epochs=args.qat_epochs))
     print(_artifact_table(manifest))
     art = manifest.artifact(INT8_FILE)
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy points the INT8 model may lose (worst modality pattern)")
     p.add_argument("--samples", type=int, default=300, help="calibration samples (class-stratified)")
     p.add_argument("--exclude", action="append", help="node name to keep in float (repeatable)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (for targets without per-channel int8)")
     p.add_argument("--max-float", type=float, default=0.25, help="fraction of quantizable nodes the guard may keep in float before PTQ counts as failed")
     p.add_argument("--checkpoint", help="the bundle's fp32 checkpoint: enables the QAT fallback when PTQ cannot meet the budget")
     p.add_argument("--qat-epochs", type=int, default=3)

@@ -34,13 +34,21 @@ class QATConfig:
     lr: float = 2e-4
     temperature: float = 2.0
     modality_dropout: float = 0.2
+    per_channel: bool = True  # weight scales per output channel, as the export will use
     seed: int = 0
 
 
 class WeightFakeQuant(nn.Module):
-    """Per-output-channel symmetric int8 fake quantization (straight-through gradients)."""
+    """Symmetric int8 fake quantization of a weight, per output channel or per tensor (straight-through)."""
+
+    def __init__(self, per_channel: bool) -> None:
+        super().__init__()
+        self.per_channel = per_channel
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.per_channel:
+            scale = (weight.detach().abs().max() / 127).clamp(min=1e-12)
+            return torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros((), dtype=torch.int32), -127, 127)
         scale = (weight.detach().abs().flatten(1).amax(1) / 127).clamp(min=1e-12)
         zero = torch.zeros(weight.shape[0], dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
@@ -100,7 +108,7 @@ def qat_finetune(student: Checkpoint, calibration: CalibrationSet, config: QATCo
     model = copy.deepcopy(student.model)
     quantizers, hooks = [], []
     for layer in _quantizable(model):
-        parametrize.register_parametrization(layer, "weight", WeightFakeQuant())
+        parametrize.register_parametrization(layer, "weight", WeightFakeQuant(config.per_channel))
         quantizers.append(ActivationFakeQuant())
         hooks.append(layer.register_forward_pre_hook(quantizers[-1].on_input))
     for point in _output_points(model):

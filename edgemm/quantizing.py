@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,7 @@ def quantize_bundle(
         guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
         qat_record = None
         if not guard.within_budget and checkpoint is not None:
+            qat = replace(qat, per_channel=options.per_channel)
             with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:
                 qat_record = _qat_onnx(Path(checkpoint), manifest, calibration, Path(tmp) / "qat.onnx", qat, log)
                 guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, options, log)

@@ -115,7 +115,7 @@ def test_qat_fallback_runs_when_ptq_cannot_meet_the_budget(tiny_student_bundle, 
     from edgemm.qat import QATConfig
 
     calib = str(_blank_calibration(tmp_path / "blank"))
-    options = Int8Options(method="minmax", max_drop=0.0, max_float=0.0)
+    options = Int8Options(method="minmax", max_drop=0.0, max_float=0.0, per_channel=False)
     with pytest.raises(CheckpointError, match="not the checkpoint this bundle was exported from"):
         quantize_bundle(tiny_student_bundle, calib, options, checkpoint=tiny_checkpoint, log=lambda _: None)
     lines = []
@@ -125,6 +125,7 @@ def test_qat_fallback_runs_when_ptq_cannot_meet_the_budget(tiny_student_bundle, 
     assert any("PTQ cannot meet the budget" in line for line in lines)
     assert any(line.startswith("QAT fallback") for line in lines)
     assert len(q["qat"]["history"]) == 1 and q["excluded_nodes"] == []
+    assert q["weights"] == "int8 symmetric, per-tensor" and q["qat"]["per_channel"] is False
     assert art.verification["budget_met"] == q["within_budget"] == (q["drop_points"] <= 0.0)
     assert art.verified == (q["within_budget"] and art.verification["top1_agreement_by_mode"]["fused"] >= 0.99)
 
