@@ -12,19 +12,19 @@ import tempfile
 from pathlib import Path
 
 import torch
+from edgemm.export.onnx_int8 import Int8Options
+from edgemm.export.source import ReferenceSet, torch_infer
+from edgemm.runtimes import load_bundle
+from edgemm.runtimes.backends import BACKENDS
+from edgemm.runtimes.manifest import Manifest
 
 from edgemm.checkpoint import default_checkpoint, load_checkpoint
 from edgemm.compare import Entry, compare, render, render_targets, targets
 from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.data.features import split_tensors
-from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.source import ReferenceSet, torch_infer
 from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
 from edgemm.quantizing import INT8_FILE, calibration_set, quantize_bundle
-from edgemm.runtimes import load_bundle
-from edgemm.runtimes.backends import BACKENDS
-from edgemm.runtimes.manifest import Manifest
 from edgemm.tables import format_table
 
 

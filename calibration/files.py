@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from edgemm.runtimes.errors import InputError, MediaReadError
 from edgemm.runtimes.media import read_audio, read_image, read_video_frames
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image, to_mono_float

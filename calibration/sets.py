@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image

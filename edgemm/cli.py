@@ -53,9 +53,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from edgemm.export.onnx_int8 import Int8Options
-    from edgemm.quantizing import INT8_FILE, quantize_bundle
-
     from edgemm.qat import QATConfig
+    from edgemm.quantizing import INT8_FILE, quantize_bundle
 
     options = Int8Options(
         method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float, per_channel=not args.per_tensor

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from edgemm.evaluate import median_latency_ms
 from edgemm.export.source import Infer, ReferenceSet
 from edgemm.export.verify import accuracy_by_mode, mean_by_mode, run_model

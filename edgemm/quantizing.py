@@ -10,18 +10,18 @@ import numpy as np
 
 from edgemm.calibration import CalibrationError, CalibrationSet, from_arrays, from_csv, from_folder, from_stream
 from edgemm.calibration.files import VIDEO_SUFFIXES
+from edgemm.checkpoint import CheckpointError, load_checkpoint
 from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
-from edgemm.checkpoint import CheckpointError, load_checkpoint
 from edgemm.export.bundle import BundleStage, describe
 from edgemm.export.onnx_format import export_onnx
 from edgemm.export.onnx_int8 import Int8Options, guarded_quantize
 from edgemm.export.source import ReferenceSet
 from edgemm.export.verify import verify_artifact
-from edgemm.runtimes.backends import BACKENDS
-from edgemm.runtimes.errors import BundleError
 from edgemm.exporting import source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
+from edgemm.runtimes.backends import BACKENDS
+from edgemm.runtimes.errors import BundleError
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
 BUILTIN = "av-digits"

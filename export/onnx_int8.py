@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgemm.calibration import CalibrationSet
 from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.errors import EdgemmError

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
+from torch import nn
 
 INPUT_NAMES = ("image", "audio", "present")
 OUTPUT_NAMES = ("logits", "embedding")

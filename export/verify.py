@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.model import MODALITY_PATTERNS, load_bundle
 

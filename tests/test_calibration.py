@@ -3,7 +3,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from edgemm.calibration import CalibrationError, SmallCalibrationWarning, from_arrays, from_csv, from_folder, from_stream
 from edgemm.calibration.sets import select
 from edgemm.runtimes.media import write_audio, write_image

@@ -5,13 +5,13 @@ import sys
 
 import pytest
 import yaml
-
-from edgemm.checkpoint import load_checkpoint
 from edgemm.export.onnx_int8 import Int8Options, QuantizationError
-from edgemm.models import count_parameters
-from edgemm.quantizing import INT8_FILE, quantize_bundle
 from edgemm.runtimes import BundleError, load_bundle
 from edgemm.runtimes.manifest import Manifest
+
+from edgemm.checkpoint import load_checkpoint
+from edgemm.models import count_parameters
+from edgemm.quantizing import INT8_FILE, quantize_bundle
 
 
 def test_distillation_lowers_kd_loss_and_saves_recipe(tiny_student, tiny_checkpoint):
@@ -99,7 +99,6 @@ def test_quantize_bad_input(tiny_student_bundle, tmp_path):
 
 def _blank_calibration(folder):
     import numpy as np
-
     from edgemm.runtimes.media import write_audio, write_image
 
     folder.mkdir()

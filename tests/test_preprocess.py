@@ -1,7 +1,6 @@
 """Numpy preprocessing: shapes, references, and equality between training features and the runtime."""
 import numpy as np
 import pytest
-
 from edgemm.runtimes.errors import InputError
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, log_mel, preprocess_audio, preprocess_image, resample
 

@@ -6,9 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from edgemm.runtimes import (
-    BackendUnavailableError,
     BundleError,
     ChecksumError,
     InputError,
