@@ -92,7 +92,7 @@ def _artifact_table(manifest) -> str:
         v = a.verification
         acc = v.get("accuracy", {})
         rows.append([
-            a.file, a.format, a.precision, f"{a.bytes / 1e6:.2f}",
+            a.file, a.format, a.precision, f"{a.total_bytes / 1e6:.2f}",
             "passed" if a.verified else f"FAILED {v.get('error', '')}".strip(),
             f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
             f"{v['top1_agreement']:.2%}" if "top1_agreement" in v else "-",

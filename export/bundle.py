@@ -54,10 +54,11 @@ def write_json_atomic(path: Path, data: dict) -> None:
         raise
 
 
-def describe(staging: Path, file: str, fmt: str, precision: str, **extra) -> Artifact:
-    """An Artifact entry for a file just written into the staging folder (size and sha256 measured)."""
+def describe(staging: Path, file: str, fmt: str, precision: str, parts: tuple[str, ...] = (), **extra) -> Artifact:
+    """An Artifact entry for a file (and its companion files) just written into the staging folder."""
     path = staging / file
-    return Artifact(file=file, format=fmt, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size, extra=extra)
+    companions = [{"file": p, "sha256": sha256_file(staging / p), "bytes": (staging / p).stat().st_size} for p in parts]
+    return Artifact(file=file, format=fmt, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size, extra=extra, parts=companions)
 
 
 class BundleStage:

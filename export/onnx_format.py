@@ -13,7 +13,7 @@ OPSET = 18
 MAX_BATCH = 1024
 
 
-def export_onnx(source: ExportSource, path: Path) -> None:
+def export_onnx(source: ExportSource, path: Path, precision: str = "fp32") -> None:
     """Write `source.model` as ONNX (opset 18) with named inputs/outputs and a dynamic batch axis."""
     import onnx
 

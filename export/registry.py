@@ -1,16 +1,17 @@
 """One table drives the formats: name, files, what each needs installed, how it is written and checked."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
 
 from .bundle import BundleStage, describe
 from .onnx_format import export_onnx
+from .openvino_format import companion, export_openvino
 from .source import ExportSource, ReferenceSet
 from .verify import verify_artifact
 
@@ -24,7 +25,8 @@ class ExportFormat:
     requires: tuple[str, ...]  # import names the exporter needs
     extra: str  # pip extra that provides them
     backend: str  # runtime backend that verifies the artifact
-    exporter: Callable[[ExportSource, Path], None]
+    exporter: Callable[[ExportSource, Path, str], None]  # (source, file to write, precision)
+    companions: Callable[[str], tuple[str, ...]] = lambda file: ()  # files written beside the artifact
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -32,13 +34,17 @@ class ExportFormat:
 
     def missing(self) -> str | None:
         """The first required package that is not installed, if any."""
-        return next((pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None), None)
+        return next((pkg for pkg in self.requires if not module_available(pkg)), None)
 
 
 FORMATS: dict[str, ExportFormat] = {
     fmt.name: fmt
     for fmt in (
         ExportFormat("onnx", {"fp32": "model.onnx"}, ("onnx", "onnxscript", "onnxruntime"), "export", "onnxruntime", export_onnx),
+        ExportFormat(
+            "openvino", {"fp32": "openvino/model.xml", "fp16": "openvino/model.fp16.xml"}, ("openvino", "onnx"), "openvino", "openvino",
+            export_openvino, companion,
+        ),
     )
 }
 
@@ -57,28 +63,28 @@ def parse_formats(spec: str) -> list[ExportFormat]:
 
 
 def export_into(stage: BundleStage, fmt: ExportFormat, source: ExportSource, reference: ReferenceSet, log=print) -> bool:
-    """Export one format into a staged bundle and verify it; failures are recorded, never raised.
-
-    Returns True when the artifact was written and passed verification.
-    """
-    precision = "fp32"
-    file = fmt.files[precision]
+    """Export every precision of one format into a staged bundle and verify each; failures are
+    recorded in the manifest, never raised. Returns True when all were written and verified."""
     missing = fmt.missing()
     if missing:
         reason = str(BackendUnavailableError(f"the {fmt.name} export", missing, fmt.extra))
-        stage.manifest.failures.append({"format": fmt.name, "precision": precision, "stage": "export", "error": reason})
+        stage.manifest.failures.append({"format": fmt.name, "precision": ",".join(fmt.precisions), "stage": "export", "error": reason})
         log(f"{fmt.name}: skipped: {reason}")
         return False
-    started = time.perf_counter()
-    try:
-        fmt.exporter(source, stage.path / file)
-    except Exception as exc:  # a converter failing must not lose the other formats
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        stage.manifest.failures.append({"format": fmt.name, "precision": precision, "stage": "export", "error": reason})
-        log(f"{fmt.name}: export failed: {reason}")
-        return False
-    artifact = describe(stage.path, file, fmt.name, precision, export_seconds=round(time.perf_counter() - started, 2))
-    stage.add(artifact)
-    artifact.verification = verify_artifact(stage.path, file, precision, reference, backend=fmt.backend)
-    stage.flush()
-    return artifact.verified
+    ok = True
+    for precision, file in fmt.files.items():
+        started = time.perf_counter()
+        try:
+            fmt.exporter(source, stage.path / file, precision)
+        except Exception as exc:  # a converter failing must not lose the other formats
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            stage.manifest.failures.append({"format": fmt.name, "precision": precision, "stage": "export", "error": reason})
+            log(f"{fmt.name} {precision}: export failed: {reason}")
+            ok = False
+            continue
+        artifact = describe(stage.path, file, fmt.name, precision, fmt.companions(file), export_seconds=round(time.perf_counter() - started, 2))
+        stage.add(artifact)
+        artifact.verification = verify_artifact(stage.path, file, precision, reference, backend=fmt.backend)
+        stage.flush()
+        ok = ok and artifact.verified
+    return ok

@@ -14,9 +14,11 @@ from .source import Infer, ReferenceSet
 # INT8's agreement is judged on fused inputs, the normal operating mode: on image-only/audio-only rows
 # the model is uncertain by design (~75% accurate) and int8 noise flips argmax between wrong classes;
 # there the accuracy guard (edgemm quantize --max-drop) bounds the loss instead.
+# fp16 is judged relative to the logits' scale: fp16 weights alone move logits by about their
+# machine epsilon (9.8e-4) times the logit magnitude (1.3e-2 at |logit| 12 on the default student).
 TOLERANCES = {
     "fp32": {"max_abs_diff": 1e-4, "agreement": 0.99, "agreement_on": "all"},
-    "fp16": {"max_abs_diff": 1e-2, "agreement": 0.99, "agreement_on": "all"},
+    "fp16": {"max_abs_diff": None, "max_rel_diff": 2e-3, "agreement": 0.99, "agreement_on": "all"},
     "int8": {"max_abs_diff": None, "agreement": 0.99, "agreement_on": "fused"},
 }
 
@@ -44,11 +46,13 @@ def compare(logits: np.ndarray, reference: ReferenceSet, precision: str) -> dict
     agreement = float((top1 == ref_top1).mean())
     by_mode = agreement_by_mode(top1, reference)
     judged = agreement if tol["agreement_on"] == "all" else by_mode[tol["agreement_on"]]
-    close = tol["max_abs_diff"] is None or diff <= tol["max_abs_diff"]
+    rel = diff / max(float(np.abs(reference.logits).max()), 1e-12)
+    close = (tol["max_abs_diff"] is None or diff <= tol["max_abs_diff"]) and rel <= tol.get("max_rel_diff", np.inf)
     return {
         "passed": bool(close and judged >= tol["agreement"]),
         "samples": len(reference),
         "max_abs_diff": diff,
+        "max_rel_diff": rel,
         "reference": reference.name,
         "top1_agreement": round(agreement, 4),
         "top1_agreement_by_mode": by_mode,

@@ -34,10 +34,16 @@ class Artifact:
     bytes: int
     verification: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    parts: list[dict[str, Any]] = field(default_factory=list)  # companion files: {file, sha256, bytes}
 
     @property
     def verified(self) -> bool:
         return bool(self.verification.get("passed"))
+
+    @property
+    def total_bytes(self) -> int:
+        """The artifact's size with its companion files."""
+        return self.bytes + sum(int(p["bytes"]) for p in self.parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +53,7 @@ class Artifact:
             "sha256": self.sha256,
             "bytes": self.bytes,
             "verification": self.verification,
+            **({"parts": self.parts} if self.parts else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -60,19 +67,21 @@ class Artifact:
             bytes=int(data["bytes"]),
             verification=dict(data.get("verification", {})),
             extra=dict(data.get("extra", {})),
+            parts=list(data.get("parts", [])),
         )
 
     def check_file(self, bundle: Path) -> Path:
-        """The artifact's path, after checking its size and sha256 against the manifest."""
-        path = bundle / self.file
-        if not path.is_file():
-            raise ChecksumError(f"{path}: artifact listed in the manifest is missing")
-        size = path.stat().st_size
-        if size != self.bytes:
-            raise ChecksumError(f"{path}: {size} bytes, the manifest records {self.bytes} (truncated or replaced)")
-        if sha256_file(path) != self.sha256:
-            raise ChecksumError(f"{path}: sha256 does not match the manifest (file corrupted or replaced)")
-        return path
+        """The artifact's path, after checking its size and sha256 (and its companion files') against the manifest."""
+        for entry in [{"file": self.file, "sha256": self.sha256, "bytes": self.bytes}, *self.parts]:
+            path = bundle / entry["file"]
+            if not path.is_file():
+                raise ChecksumError(f"{path}: {'artifact' if entry['file'] == self.file else 'companion file of ' + self.file} listed in the manifest is missing")
+            size = path.stat().st_size
+            if size != entry["bytes"]:
+                raise ChecksumError(f"{path}: {size} bytes, the manifest records {entry['bytes']} (truncated or replaced)")
+            if sha256_file(path) != entry["sha256"]:
+                raise ChecksumError(f"{path}: sha256 does not match the manifest (file corrupted or replaced)")
+        return bundle / self.file
 
 
 @dataclass

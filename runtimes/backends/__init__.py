@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackendUnavailableError, BundleError
 from .base import Backend
+
+
+def module_available(name: str) -> bool:
+    """Whether `import name` can find the package (a broken or hidden package counts as absent)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -21,10 +30,7 @@ class BackendInfo:
     target: str  # "module:Class", imported only when used
 
     def installed(self) -> bool:
-        try:
-            return importlib.util.find_spec(self.package) is not None
-        except (ImportError, ValueError):
-            return False
+        return module_available(self.package)
 
     def open(self, path: Path, threads: int | None = None, device: str | None = None) -> Backend:
         if not self.installed():
@@ -37,6 +43,7 @@ BACKENDS: dict[str, BackendInfo] = {
     info.name: info
     for info in (
         BackendInfo("onnxruntime", ("onnx",), "onnxruntime", "onnx", ".onnxruntime_backend:OnnxRuntimeBackend"),
+        BackendInfo("openvino", ("openvino",), "openvino", "openvino", ".openvino_backend:OpenVinoBackend"),
     )
 }
 
@@ -49,9 +56,31 @@ def backend_for(name: str) -> BackendInfo:
         raise BundleError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
 
 
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def preference(machine: str | None = None, vendor: str | None = None) -> list[str]:
+    """Backend names in the order `auto` tries them on this machine: OpenVINO first on Intel x86 CPUs,
+    then the portable ONNX Runtime."""
+    machine = (machine or platform.machine()).lower()
+    vendor = vendor if vendor is not None else _cpu_vendor()
+    order = ["onnxruntime"]
+    if machine in ("x86_64", "amd64") and "intel" in vendor.lower():
+        order.insert(0, "openvino")
+    return order + [name for name in BACKENDS if name not in order]
+
+
 def auto_order() -> list[BackendInfo]:
-    """Installed backends, most preferred first (accelerator runtimes before the portable fallback)."""
-    return [info for info in BACKENDS.values() if info.installed()]
+    """Installed backends, most preferred first for this machine."""
+    return [BACKENDS[name] for name in preference() if name in BACKENDS and BACKENDS[name].installed()]
 
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "auto_order", "backend_for"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "auto_order", "backend_for", "module_available", "preference"]

@@ -1,0 +1,79 @@
+"""OpenVINO export and backend on a tiny model trained for real; auto backend choice; bad inputs."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from edgemm.runtimes import ChecksumError, load_bundle
+from edgemm.runtimes.backends import preference
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def ov_bundle_master(tiny_student, tmp_path_factory):
+    from edgemm.exporting import export_checkpoint
+
+    out = tmp_path_factory.mktemp("ov") / "ov.edgemm"
+    export_checkpoint(tiny_student, "onnx,openvino", out, samples=32, log=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def ov_bundle(ov_bundle_master, tmp_path):
+    import shutil
+
+    return shutil.copytree(ov_bundle_master, tmp_path / "ov.edgemm")
+
+
+def test_openvino_fp32_and_fp16_exported_and_verified(ov_bundle, tiny_test_split):
+    manifest = json.loads((ov_bundle / "manifest.json").read_text())
+    arts = {a["file"]: a for a in manifest["artifacts"]}
+    fp32, fp16 = arts["openvino/model.xml"], arts["openvino/model.fp16.xml"]
+    assert fp32["verification"]["passed"] and fp32["verification"]["max_abs_diff"] <= 1e-4
+    assert fp32["verification"]["backend"] == "openvino"
+    assert fp16["verification"]["passed"] and fp16["verification"]["max_rel_diff"] <= 2e-3
+    assert fp32["parts"][0]["file"] == "openvino/model.bin"
+    ov = load_bundle(ov_bundle, backend="openvino", threads=1)
+    ort = load_bundle(ov_bundle, backend="onnxruntime", threads=1)
+    s = tiny_test_split
+    a = ov.predict_batch(images=list(s.images[:5]), audios=[s.audio[0], None, *s.audio[2:5]], sample_rate=16000)
+    b = ort.predict_batch(images=list(s.images[:5]), audios=[s.audio[0], None, *s.audio[2:5]], sample_rate=16000)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
+    assert ov.artifact.format == "openvino"
+
+
+def test_auto_prefers_openvino_on_intel_and_ort_elsewhere(ov_bundle):
+    assert preference("x86_64", "GenuineIntel")[:2] == ["openvino", "onnxruntime"]
+    assert preference("aarch64", "")[0] == "onnxruntime"
+    assert preference("x86_64", "AuthenticAMD")[0] == "onnxruntime"
+    expected = "openvino" if preference()[0] == "openvino" else "onnxruntime"
+    assert load_bundle(ov_bundle).backend.name == expected
+
+
+def test_xml_without_bin_is_a_clear_error(ov_bundle):
+    (ov_bundle / "openvino" / "model.bin").unlink()
+    with pytest.raises(ChecksumError, match="model.bin: companion file of openvino/model.xml listed in the manifest is missing"):
+        load_bundle(ov_bundle, artifact="openvino/model.xml")
+
+
+def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys, importlib.abc
+        class Hide(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] == "openvino":
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Hide())
+        from edgemm.cli import main
+        sys.exit(main(["export", {str(tiny_student)!r}, "--to", "onnx,openvino", "-o", {str(tmp_path / "b.edgemm")!r}, "--samples", "8"]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "openvino: skipped" in proc.stdout and "pip install 'edgemm[openvino]'" in proc.stdout
+    manifest = json.loads((tmp_path / "b.edgemm" / "manifest.json").read_text())
+    assert [a["file"] for a in manifest["artifacts"]] == ["model.onnx"] and manifest["artifacts"][0]["verification"]["passed"]
+    assert manifest["failures"][0]["format"] == "openvino"
