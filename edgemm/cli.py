@@ -65,8 +65,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     q = art.extra["quantization"]
     print(f"{INT8_FILE}: {q['metric']} drop {q['drop_points']:.2f} points (budget {q['max_drop']}){' after QAT' if q['qat'] else ''}, "
           f"{len(q['excluded_nodes'])} node(s) kept in float{': ' + ', '.join(q['excluded_nodes']) if q['excluded_nodes'] else ''}")  # fmt: skip
-    if not art.verified:
-        print(f"edgemm: error: {INT8_FILE} is not within the budget or failed verification (recorded in the manifest)", file=sys.stderr)
+    failed = [a.file for a in manifest.artifacts if a.precision == "int8" and not a.verified]
+    if failed:
+        print(f"edgemm: error: {', '.join(failed)}: over the budget or failed verification (recorded in the manifest)", file=sys.stderr)
         return 1
     return 0
 

@@ -15,17 +15,20 @@ from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, describe
 from edgemm.export.onnx_format import export_onnx
-from edgemm.export.onnx_int8 import Int8Options, guarded_quantize
+from edgemm.export.onnx_int8 import Int8Options, guarded_quantize, reference_scores, scores
+from edgemm.export.openvino_format import companion
+from edgemm.export.openvino_int8 import nncf_quantize
 from edgemm.export.source import ReferenceSet
 from edgemm.export.verify import verify_artifact
 from edgemm.exporting import source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
-from edgemm.runtimes.backends import BACKENDS
-from edgemm.runtimes.errors import BundleError
+from edgemm.runtimes.backends import BACKENDS, module_available
+from edgemm.runtimes.errors import BackendUnavailableError, BundleError
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
 BUILTIN = "av-digits"
 INT8_FILE = "model.int8.onnx"
+OV_FP32, OV_INT8 = "openvino/model.xml", "openvino/model.int8.xml"
 
 
 def calibration_set(spec: str, manifest: Manifest, size: int, seed: int = 0) -> CalibrationSet:
@@ -75,6 +78,31 @@ def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet,
     tuned = qat_finetune(load_checkpoint(checkpoint), calibration, config, progress=False)
     export_onnx(source_from_checkpoint(tuned), out)
     return tuned.record["qat"]
+
+
+def _openvino_int8(stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, log: Callable[[str], None]) -> None:
+    """NNCF INT8 of the bundle's OpenVINO IR on the same calibration set, measured like the ONNX guard."""
+    if not module_available("nncf"):
+        reason = str(BackendUnavailableError("OpenVINO INT8", "nncf", "export"))
+        stage.manifest.failures.append({"format": "openvino", "precision": "int8", "stage": "quantize", "error": reason})
+        log(f"openvino int8: skipped: {reason}")
+        return
+    nncf_quantize(stage.path / OV_FP32, stage.path / OV_INT8, calibration, options)
+    labelled = bool((held_out.labels >= 0).all())
+    fp32_scores, got = reference_scores(held_out), scores(stage.path / OV_INT8, held_out, labelled, "openvino")
+    drop = max(fp32_scores[m] - got[m] for m in fp32_scores)
+    log(f"openvino int8 (nncf, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
+    artifact = describe(
+        stage.path, OV_INT8, "openvino", "int8", companion(OV_INT8),
+        quantization={"tool": "nncf.quantize", "preset": "performance (symmetric)", "calibration": calibration.report.to_dict(),
+                      "max_drop": options.max_drop, "drop_points": round(drop, 3), "fp32": fp32_scores, "int8": got,
+                      "excluded_nodes": list(options.exclude)},
+    )  # fmt: skip
+    stage.add(artifact)
+    verification = verify_artifact(stage.path, OV_INT8, "int8", held_out, backend="openvino")
+    verification["budget_met"] = drop <= options.max_drop
+    verification["passed"] = bool(verification.get("passed")) and drop <= options.max_drop
+    artifact.verification = verification
 
 
 def quantize_bundle(
@@ -128,5 +156,7 @@ def quantize_bundle(
         verification["budget_met"] = guard.within_budget
         verification["passed"] = bool(verification.get("passed")) and guard.within_budget
         artifact.verification = verification
+        if any(a.file == OV_FP32 and a.verified for a in manifest.artifacts):
+            _openvino_int8(stage, calibration, held_out, options, log)
         stage.commit()
     return stage.manifest

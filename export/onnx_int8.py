@@ -135,12 +135,20 @@ def quantizable_nodes(path: Path) -> list[str]:
     return [n.name for n in onnx.load(str(path)).graph.node if n.op_type in QUANTIZED_OPS]
 
 
-def _scores(path: Path, reference: ReferenceSet, labelled: bool) -> dict[str, float]:
+def scores(path: Path, reference: ReferenceSet, labelled: bool, backend_name: str = "onnxruntime") -> dict[str, float]:
     """Accuracy (labelled) or top-1 agreement with the reference, in percent, per modality pattern."""
-    backend = BACKENDS["onnxruntime"].open(path)
+    backend = BACKENDS[backend_name].open(path)
     logits = run_model(lambda image, audio, present: backend.run({"image": image, "audio": audio, "present": present}), reference)
     scores = (accuracy_by_mode if labelled else agreement_by_mode)(logits.argmax(1), reference)
     return {k: 100 * v for k, v in scores.items()}
+
+
+def reference_scores(held_out: ReferenceSet) -> dict[str, float]:
+    """The reference's own accuracy (labelled) or agreement (100 %), in percent, per modality pattern."""
+    top1 = held_out.logits.argmax(1)
+    labelled = bool((held_out.labels >= 0).all())
+    baseline = accuracy_by_mode(top1, held_out) if labelled else agreement_by_mode(top1, held_out)
+    return {m: 100 * v for m, v in baseline.items()}
 
 
 def guarded_quantize(
@@ -152,22 +160,20 @@ def guarded_quantize(
     always measured against `held_out`'s reference outputs (the bundle's fp32 artifact)."""
     labelled = bool((held_out.labels >= 0).all())
     metric = "accuracy" if labelled else "agreement"
-    top1 = held_out.logits.argmax(1)
-    baseline = accuracy_by_mode(top1, held_out) if labelled else agreement_by_mode(top1, held_out)
-    fp32_scores = {m: 100 * v for m, v in baseline.items()}
+    fp32_scores = reference_scores(held_out)
     with tempfile.TemporaryDirectory(prefix="edgemm-int8-") as tmp:
         quantizer = Int8Quantizer(fp32, calibration, options, Path(tmp))
         allowed = int(options.max_float * len(quantizer.nodes))
 
         def attempt(exclude: list[str]) -> tuple[float, dict[str, float]]:
             quantizer.quantize(out, exclude)
-            scores = _scores(out, held_out, labelled)
-            return max(fp32_scores[m] - scores[m] for m in MODALITY_PATTERNS), scores
+            got = scores(out, held_out, labelled)
+            return max(fp32_scores[m] - got[m] for m in MODALITY_PATTERNS), got
 
         excluded = list(options.exclude)
-        drop, scores = attempt(excluded)
+        drop, int8_scores = attempt(excluded)
         log(f"int8 ({options.method}, {len(calibration)} calibration samples): worst-pattern {metric} drop {drop:.2f} points (budget {options.max_drop})")
-        result = GuardResult(drop, metric, _round(fp32_scores), _round(scores), excluded)
+        result = GuardResult(drop, metric, _round(fp32_scores), _round(int8_scores), excluded)
         if drop <= options.max_drop or allowed <= len(excluded):
             result.within_budget = drop <= options.max_drop
             if not result.within_budget:
@@ -186,11 +192,11 @@ def guarded_quantize(
                 log(f"  {len(excluded)} of {len(quantizer.nodes)} nodes in float is the most --max-float {options.max_float} allows")
                 break
             excluded.append(node)
-            drop, scores = attempt(excluded)
+            drop, int8_scores = attempt(excluded)
             log(f"  keep {node} in float → drop {drop:.2f}")
             if drop <= options.max_drop:
                 break
-        result.drop, result.int8, result.excluded = drop, _round(scores), excluded
+        result.drop, result.int8, result.excluded = drop, _round(int8_scores), excluded
         result.within_budget = drop <= options.max_drop
         return result
 
