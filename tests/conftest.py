@@ -10,6 +10,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def without_package(package: str) -> str:
+    """Python source that makes `package` unimportable (as if not installed) for the rest of a `-c` script."""
+    return (
+        "import sys, importlib.abc\n"
+        "class _Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name.split('.')[0] == {package!r}:\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_cache(tmp_path_factory) -> Path:
     """Point EDGEMM_CACHE at a session folder unless the caller chose one (CI may reuse a warm cache)."""

@@ -6,6 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import without_package
 from edgemm.runtimes import ChecksumError, load_bundle
 from edgemm.runtimes.backends import preference
 
@@ -57,13 +58,8 @@ def test_xml_without_bin_is_a_clear_error(ov_bundle):
         load_bundle(ov_bundle, artifact="openvino/model.xml")
 
 def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
-    code = textwrap.dedent(f"""
-        import sys, importlib.abc
-        class Hide(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] == "openvino":
-                    raise ModuleNotFoundError(name)
-        sys.meta_path.insert(0, Hide())
+    code = without_package("openvino") + textwrap.dedent(f"""
+        import sys
         from edgemm.cli import main
         sys.exit(main(["export", {str(tiny_student)!r}, "--to", "onnx,openvino", "-o", {str(tmp_path / "b.edgemm")!r}, "--samples", "8"]))
     """)

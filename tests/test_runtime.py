@@ -6,6 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import without_package
 from edgemm.runtimes import (
     BundleError,
     ChecksumError,
@@ -135,13 +136,7 @@ def test_no_verified_artifact(tiny_bundle):
 
 def test_missing_backend_package_names_the_extra(tiny_bundle):
     """With onnxruntime not importable, loading says which extra to install."""
-    code = textwrap.dedent(f"""
-        import sys, importlib.abc
-        class Hide(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] == "onnxruntime":
-                    raise ModuleNotFoundError(name)
-        sys.meta_path.insert(0, Hide())
+    code = without_package("onnxruntime") + textwrap.dedent(f"""
         from edgemm.runtimes import load_bundle, BackendUnavailableError
         try:
             load_bundle({str(tiny_bundle)!r})

@@ -8,9 +8,13 @@ import numpy as np
 
 
 class Backend(ABC):
-    """Runs one model file: named float32 inputs in, named outputs out."""
+    """Runs one model file: named float32 inputs in, named outputs out.
+
+    Subclasses load the model in `__init__` and set `_inputs` / `_outputs` (names in graph order)."""
 
     name: str = ""
+    _inputs: tuple[str, ...] = ()
+    _outputs: tuple[str, ...] = ()
 
     def __init__(self, path: Path, threads: int | None = None, device: str | None = None) -> None:
         self.path = Path(path)
@@ -18,14 +22,14 @@ class Backend(ABC):
         self.device = device
 
     @property
-    @abstractmethod
     def input_names(self) -> tuple[str, ...]:
         """The model's input names, in graph order."""
+        return self._inputs
 
     @property
-    @abstractmethod
     def output_names(self) -> tuple[str, ...]:
         """The model's output names, in graph order."""
+        return self._outputs
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

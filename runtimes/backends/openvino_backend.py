@@ -38,14 +38,6 @@ class OpenVinoBackend(Backend):
         self._inputs = tuple(i.get_any_name() for i in self._compiled.inputs)
         self._outputs = tuple(o.get_any_name() for o in self._compiled.outputs)
 
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._inputs
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self._request.infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs}, share_inputs=True)
         return {name: np.array(result[name]) for name in self._outputs}
