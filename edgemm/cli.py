@@ -9,7 +9,7 @@ from pathlib import Path
 from edgemm import __version__
 from edgemm.runtimes.errors import EdgemmError
 
-TORCH_COMMANDS = ("train", "distill", "quantize", "export", "demo")
+TORCH_COMMANDS = ("train", "distill", "quantize", "export", "verify", "demo")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -82,6 +82,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"edgemm: error: not verified or not exported: {', '.join(failed)}", file=sys.stderr)
         return 1
     print(f"bundle written to {args.output}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edgemm.exporting import verify_bundle
+
+    manifest = verify_bundle(args.bundle, args.checkpoint, samples=args.samples, log=lambda _: None)
+    print(_artifact_table(manifest))
+    failed = [a.file for a in manifest.artifacts if not a.verified]
+    if failed:
+        print(f"edgemm: error: failed verification: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -200,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern used to verify")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("verify", help="re-run every artifact's verification against the torch checkpoint")
+    p.add_argument("bundle")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint the bundle was exported from")
+    p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("info", help="describe a bundle: inputs, preprocessing, artifacts and their verification")
     p.add_argument("bundle")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemm.checkpoint import Checkpoint, load_checkpoint
+from edgemm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from edgemm.data.avdigits import AVDigitsConfig, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, new_manifest
-from edgemm.export.registry import export_into, parse_formats
+from edgemm.export.registry import FORMATS, export_into, parse_formats
 from edgemm.export.source import ExportSource, ReferenceSet, torch_infer
+from edgemm.export.verify import verify_artifact
 from edgemm.models import count_parameters
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
@@ -53,5 +54,35 @@ def export_checkpoint(
     with BundleStage(out, new_manifest(source), fresh=True) as stage:
         for fmt in rows:
             export_into(stage, fmt, source, reference, log)
+        stage.commit()
+    return stage.manifest
+
+
+def check_source(checkpoint: Path, manifest: Manifest) -> None:
+    """Refuse a checkpoint other than the one the bundle's manifest records (by sha256)."""
+    recorded = manifest.model.get("checkpoint", {}).get("sha256")
+    if recorded and sha256_file(checkpoint) != recorded:
+        raise CheckpointError(f"{checkpoint}: not the checkpoint this bundle was exported from (sha256 differs)")
+
+
+def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = 256, log: Callable[[str], None] = print) -> Manifest:
+    """Re-run every artifact's verification against the torch checkpoint the bundle was exported from.
+
+    An INT8 artifact keeps failing if its accuracy budget was not met at quantization time."""
+    bundle, checkpoint = Path(bundle), Path(checkpoint)
+    manifest = Manifest.read(bundle)
+    check_source(checkpoint, manifest)
+    ckpt = load_checkpoint(checkpoint)
+    source = source_from_checkpoint(ckpt, checkpoint)
+    reference = reference_set(source, config_from_record(ckpt.record.get("data", {})), samples)
+    with BundleStage(bundle, manifest) as stage:
+        for art in manifest.artifacts:
+            budget_met = art.verification.get("budget_met", True)
+            result = verify_artifact(stage.path, art.file, art.precision, reference, backend=FORMATS[art.format].backend)
+            result["passed"] = bool(result.get("passed")) and budget_met
+            if "budget_met" in art.verification:
+                result["budget_met"] = budget_met
+            art.verification = result
+            log(f"{art.file}: {'passed' if art.verified else 'FAILED'}")
         stage.commit()
     return stage.manifest

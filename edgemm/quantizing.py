@@ -10,7 +10,7 @@ import numpy as np
 
 from edgemm.calibration import CalibrationError, CalibrationSet, from_arrays, from_csv, from_folder, from_stream
 from edgemm.calibration.files import VIDEO_SUFFIXES
-from edgemm.checkpoint import CheckpointError, load_checkpoint
+from edgemm.checkpoint import load_checkpoint
 from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, describe
@@ -20,11 +20,11 @@ from edgemm.export.openvino_format import companion
 from edgemm.export.openvino_int8 import nncf_quantize
 from edgemm.export.source import ReferenceSet
 from edgemm.export.verify import verify_artifact
-from edgemm.exporting import source_from_checkpoint
+from edgemm.exporting import check_source, source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
 from edgemm.runtimes.backends import BACKENDS, module_available
 from edgemm.runtimes.errors import BackendUnavailableError, BundleError
-from edgemm.runtimes.manifest import Manifest, sha256_file
+from edgemm.runtimes.manifest import Manifest
 
 BUILTIN = "av-digits"
 INT8_FILE = "model.int8.onnx"
@@ -71,9 +71,7 @@ def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet)
 
 def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
     """Fine-tune the bundle's own checkpoint with fake quantization and export the adapted weights."""
-    recorded = manifest.model.get("checkpoint", {}).get("sha256")
-    if recorded and sha256_file(checkpoint) != recorded:
-        raise CheckpointError(f"{checkpoint}: not the checkpoint this bundle was exported from (sha256 differs)")
+    check_source(checkpoint, manifest)
     log(f"QAT fallback: {config.epochs} fake-quant epochs from {checkpoint}")
     tuned = qat_finetune(load_checkpoint(checkpoint), calibration, config, progress=False)
     export_onnx(source_from_checkpoint(tuned), out)

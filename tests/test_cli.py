@@ -70,3 +70,16 @@ def test_export_keeps_the_old_bundle_when_it_fails(tiny_bundle, tmp_path):
     assert proc.returncode == 2 and "corrupt safetensors file" in proc.stderr
     assert {p.name: p.read_bytes() for p in tiny_bundle.iterdir()} == before
     assert not [p for p in tiny_bundle.parent.iterdir() if ".staging-" in p.name]
+
+
+def test_verify_reruns_every_check(tiny_bundle, tiny_checkpoint, tiny_student):
+    manifest_path = tiny_bundle / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    data["artifacts"][0]["verification"] = {"passed": False, "error": "stale"}
+    manifest_path.write_text(json.dumps(data))
+    out = edgemm("verify", tiny_bundle, "--checkpoint", tiny_checkpoint, "--samples", "16")
+    assert "passed" in out.stdout
+    art = json.loads(manifest_path.read_text())["artifacts"][0]
+    assert art["verification"]["passed"] and art["verification"]["max_abs_diff"] <= 1e-4 and art["verification"]["samples"] == 48
+    proc = edgemm("verify", tiny_bundle, "--checkpoint", tiny_student, check=False)
+    assert proc.returncode == 2 and "not the checkpoint" in proc.stderr and "Traceback" not in proc.stderr
