@@ -21,6 +21,7 @@ def _read_pairs(
     pairs: list[tuple[Path, Path, int]], image_spec: ImageSpec, audio_spec: AudioSpec, report: CalibrationReport, size: int, seed: int
 ) -> CalibrationSet:
     """Read pairs in stratified order until `size` are usable; skipped ones are counted by reason."""
+    report.available = len(pairs)
     images, audios, labels = [], [], []
     for i in stratified_order(np.asarray([label for _, _, label in pairs], np.int64), seed):
         if len(labels) >= size:
@@ -43,9 +44,7 @@ def _read_pairs(
         images.append(tensors[0])
         audios.append(tensors[1])
         labels.append(label)
-    result = finish(images, audios, labels, report, size, seed)
-    report.available = len(pairs)
-    return result
+    return finish(images, audios, labels, report)
 
 
 def from_folder(
@@ -99,9 +98,7 @@ def from_csv(
     return _read_pairs(pairs, image_spec, audio_spec, report, size, seed)
 
 
-def from_stream(
-    video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, size: int = DEFAULT_SIZE, seed: int = 0
-) -> CalibrationSet:
+def from_stream(video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, size: int = DEFAULT_SIZE) -> CalibrationSet:
     """A recorded stream: `clip.mp4` with `clip.wav` (or .flac) beside it on the same timeline.
 
     Frames are taken evenly over the video; each is paired with the audio window ending at its time,
@@ -112,6 +109,7 @@ def from_stream(
         raise CalibrationError(f"{video}: no audio file of the same name (.wav/.flac/.ogg) beside the video")
     report = CalibrationReport(f"{video} + {audio_path.name}")
     frames, times, _ = read_video_frames(video, size)
+    report.available = len(frames)
     audio, rate = read_audio(audio_path)
     if rate != audio_spec.sample_rate:
         raise CalibrationError(f"{audio_path}: sample rate {rate} Hz, the model expects {audio_spec.sample_rate}")
@@ -127,7 +125,7 @@ def from_stream(
         window = np.pad(window, (clip - len(window), 0))
         images.append(preprocess_image(frame, image_spec))
         audios.append(preprocess_audio(window, rate, audio_spec))
-    return finish(images, audios, [-1] * len(images), report, size, seed)
+    return finish(images, audios, [-1] * len(images), report)
 
 
 def skipped_summary(skipped: Counter) -> str:

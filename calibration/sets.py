@@ -92,28 +92,19 @@ def select(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return np.sort(stratified_order(labels, seed)[:size])
 
 
-def finish(
-    images: list[np.ndarray], audios: list[np.ndarray], labels: list[int], report: CalibrationReport, size: int, seed: int = 0
-) -> CalibrationSet:
-    """Select, check the count (error at 0, warning under 100) and pack preprocessed samples."""
-    report.available = len(labels)
+def finish(images: list[np.ndarray], audios: list[np.ndarray], labels: list[int], report: CalibrationReport) -> CalibrationSet:
+    """Check the count of the (already selected) samples — error at 0, warning under 100 — and pack them."""
     if not labels:
         reasons = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "nothing found"
         raise CalibrationError(f"{report.source}: no usable calibration samples ({reasons})")
     label_arr = np.asarray(labels, np.int64)
-    index = select(label_arr, size, seed)
-    report.used = len(index)
+    report.used = len(label_arr)
     report.stratified = bool((label_arr >= 0).all())
     if report.used < MIN_RECOMMENDED:
         message = f"{report.source}: only {report.used} calibration samples (≥ {MIN_RECOMMENDED} recommended, {DEFAULT_SIZE} default)"
         report.warnings.append(message)
         warnings.warn(message, SmallCalibrationWarning, stacklevel=3)
-    return CalibrationSet(
-        np.stack([images[i] for i in index]).astype(np.float32),
-        np.stack([audios[i] for i in index]).astype(np.float32),
-        label_arr[index],
-        report,
-    )
+    return CalibrationSet(np.stack(images).astype(np.float32), np.stack(audios).astype(np.float32), label_arr, report)
 
 
 def from_arrays(
@@ -130,9 +121,7 @@ def from_arrays(
     """A calibration set from raw in-memory samples (e.g. a data set split), preprocessed like a device."""
     labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
     index = select(labels, size, seed)
-    report = CalibrationReport(source)
+    report = CalibrationReport(source, available=len(images))
     imgs = [preprocess_image(images[i], image_spec) for i in index]
     auds = [preprocess_audio(audios[i], sample_rate, audio_spec) for i in index]
-    out = finish(imgs, auds, [int(labels[i]) for i in index], report, size, seed)
-    report.available = len(images)
-    return out
+    return finish(imgs, auds, [int(labels[i]) for i in index], report)

@@ -43,7 +43,7 @@ def calibration_set(spec: str, manifest: Manifest, size: int, seed: int = 0) -> 
     if path.suffix.lower() == ".csv":
         return from_csv(path, manifest.image, manifest.audio, manifest.labels, size, seed)
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return from_stream(path, manifest.image, manifest.audio, size, seed)
+        return from_stream(path, manifest.image, manifest.audio, size)
     raise CalibrationError(f"{spec}: not a calibration source (give {BUILTIN}[:split], a folder, a .csv list or a video file)")
 
 
