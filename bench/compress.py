@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.source import ReferenceSet, torch_infer
+from edgemm.export.reference import ReferenceSet
+from edgemm.export.source import torch_infer
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.manifest import Manifest

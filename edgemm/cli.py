@@ -12,6 +12,10 @@ from edgemm.runtimes.errors import EdgemmError
 TORCH_COMMANDS = ("train", "distill", "quantize", "export", "verify", "demo")
 
 
+class UsageError(EdgemmError):
+    """Flags that do not go together."""
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -73,16 +77,34 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from edgemm.export.onnx_int8 import Int8Options
     from edgemm.exporting import export_checkpoint
 
-    manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples)
+    if args.calib and not args.int8:
+        raise UsageError("--calib is for --int8")
+    options = Int8Options(max_drop=args.max_drop)
+    calib = (args.calib or "av-digits") if args.int8 else None
+    manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
+    return _report(manifest, f"bundle written to {args.output}")
+
+
+def _report(manifest, done: str) -> int:
+    """Print the artifact table and what failed; exit status 1 when anything did."""
     print(_artifact_table(manifest))
-    failed = [a.file for a in manifest.artifacts if not a.verified] + [f"{f['format']} ({f['stage']})" for f in manifest.failures]
+    for f in manifest.failures:
+        print(f"not produced: {f['format']} {f['precision']} ({f['stage']}): {f['error']}")
+    failed = [a.file for a in manifest.artifacts if not a.verified] + [f"{f['format']} {f['precision']}" for f in manifest.failures]
     if failed:
-        print(f"edgemm: error: not verified or not exported: {', '.join(failed)}", file=sys.stderr)
+        print(f"edgemm: error: not verified or not produced: {', '.join(failed)} (the rest of the bundle is usable)", file=sys.stderr)
         return 1
-    print(f"bundle written to {args.output}")
+    print(done)
     return 0
+
+
+def _cmd_build_engine(args: argparse.Namespace) -> int:
+    from edgemm.export.tensorrt_engine import build_bundle_engines
+
+    return _report(build_bundle_engines(args.bundle), f"engines built and verified in {args.bundle}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -162,6 +184,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edgemm.export.registry import FORMATS
+    from edgemm.runtimes.backends import BACKENDS
+
     parser = argparse.ArgumentParser(prog="edgemm", description="Compress, export, verify and run camera+microphone models on edge devices.")
     parser.add_argument("--version", action="version", version=f"edgemm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -208,10 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to a bundle and verify every artifact")
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by `edgemm train`")
-    p.add_argument("--to", default="onnx", help="comma-separated formats (now: onnx)")
+    p.add_argument("--to", default="onnx", help=f"comma-separated formats: {', '.join(FORMATS)}")
     p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern used to verify")
+    p.add_argument("--int8", action="store_true", help="also add each format's INT8 artifact (as `edgemm quantize` does)")
+    p.add_argument("--calib", help="INT8 calibration source (default av-digits; forms as for `edgemm quantize`)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="INT8 accuracy budget in points (worst modality pattern)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("build-engine", help="on the device: build and verify TensorRT engines from the bundle's ONNX")
+    p.add_argument("bundle")
+    p.set_defaults(func=_cmd_build_engine)
 
     p = sub.add_parser("verify", help="re-run every artifact's verification against the torch checkpoint")
     p.add_argument("bundle")
@@ -228,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("--image", help="image file (PNG/JPEG/...)")
     p.add_argument("--audio", help="audio file (WAV/FLAC/OGG), any rate, mono or stereo")
-    p.add_argument("--backend", default="auto", help="auto or a backend name (onnxruntime)")
+    p.add_argument("--backend", default="auto", help=f"auto or one of {', '.join(BACKENDS)}")
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgemm.evaluate import median_latency_ms
-from edgemm.export.source import Infer, ReferenceSet
+from edgemm.export.reference import Infer, ReferenceSet
 from edgemm.export.verify import accuracy_by_mode, mean_by_mode, run_model
 from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.tables import format_table

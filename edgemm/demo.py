@@ -12,7 +12,8 @@ from edgemm.compare import Entry, compare, render, render_targets, targets
 from edgemm.data.avdigits import SAMPLE_RATE, build, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.source import ReferenceSet, torch_infer
+from edgemm.export.reference import ReferenceSet
+from edgemm.export.source import torch_infer
 from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
 from edgemm.quantizing import INT8_FILE, quantize_bundle

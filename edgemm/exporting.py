@@ -10,11 +10,16 @@ from edgemm.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from edgemm.data.avdigits import AVDigitsConfig, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, new_manifest
+from edgemm.export.onnx_int8 import Int8Options
+from edgemm.export.reference import REFERENCE_FILE, ReferenceSet
 from edgemm.export.registry import FORMATS, export_into, parse_formats
-from edgemm.export.source import ExportSource, ReferenceSet, torch_infer
+from edgemm.export.source import ExportSource, torch_infer
+from edgemm.export.tensorrt_engine import build_engines
 from edgemm.export.verify import verify_artifact
 from edgemm.models import count_parameters
 from edgemm.runtimes.manifest import Manifest, sha256_file
+
+DEVICE_REFERENCE_SAMPLES = 32
 
 
 def source_from_checkpoint(ckpt: Checkpoint, path: Path | None = None) -> ExportSource:
@@ -41,21 +46,48 @@ def reference_set(source: ExportSource, data: AVDigitsConfig, samples: int = 256
 
 
 def export_checkpoint(
-    checkpoint: str | Path, formats: str, out: str | Path, samples: int = 256, log: Callable[[str], None] = print
+    checkpoint: str | Path,
+    formats: str,
+    out: str | Path,
+    samples: int = 256,
+    log: Callable[[str], None] = print,
+    int8_calib: str | None = None,
+    int8: Int8Options = Int8Options(),
 ) -> Manifest:
     """Export a checkpoint to a new bundle at `out` (replacing it atomically); returns the manifest.
 
-    Every format is tried; failures are recorded in the manifest, never lose the other formats.
-    """
+    Every format is tried; failures are recorded in the manifest, never lose the other formats. With
+    `int8_calib`, every format's INT8 artifact is added on that calibration source (`edgemm quantize`);
+    TensorRT engines are built last, from the bundle's ONNX, where TensorRT and a GPU exist."""
     rows = parse_formats(formats)
+    if (int8_calib or FORMATS["tensorrt"] in rows) and FORMATS["onnx"] not in rows:
+        rows.insert(0, FORMATS["onnx"])
+        log("onnx added: INT8 is measured against it and TensorRT engines are built from it")
     ckpt = load_checkpoint(checkpoint)
     source = source_from_checkpoint(ckpt, Path(checkpoint))
     reference = reference_set(source, config_from_record(ckpt.record.get("data", {})), samples)
     with BundleStage(out, new_manifest(source), fresh=True) as stage:
         for fmt in rows:
-            export_into(stage, fmt, source, reference, log)
+            if fmt.exporter is not None:
+                export_into(stage, fmt, source, reference, log)
+        save_reference(stage, reference)
         stage.commit()
-    return stage.manifest
+    if int8_calib:
+        from edgemm.quantizing import quantize_bundle  # quantizing uses this module's helpers
+
+        quantize_bundle(out, int8_calib, int8, checkpoint=checkpoint, log=log)
+    if FORMATS["tensorrt"] in rows:
+        with BundleStage(out, Manifest.read(Path(out))) as stage:
+            build_engines(stage, Path(out), reference, log)
+            stage.commit()
+    return Manifest.read(Path(out))
+
+
+def save_reference(stage: BundleStage, reference: ReferenceSet, samples: int = DEVICE_REFERENCE_SAMPLES) -> None:
+    """A few held-out samples with torch's outputs inside the bundle: devices verify what they build on them."""
+    small = reference.head(samples)
+    small.save(stage.path / REFERENCE_FILE)
+    stage.manifest.model["reference"] = {"file": REFERENCE_FILE, "sha256": sha256_file(stage.path / REFERENCE_FILE), "samples": len(small) // 3, "outputs_from": small.name}
 
 
 def check_source(checkpoint: Path, manifest: Manifest) -> None:

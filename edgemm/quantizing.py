@@ -16,9 +16,10 @@ from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, describe
 from edgemm.export.onnx_format import export_onnx
 from edgemm.export.onnx_int8 import Int8Options, guarded_quantize, reference_scores, scores
-from edgemm.export.openvino_format import companion
 from edgemm.export.openvino_int8 import nncf_quantize
-from edgemm.export.source import ReferenceSet
+from edgemm.export.reference import ReferenceSet
+from edgemm.export.registry import FORMATS, ExportFormat, one_line, record_failure, unavailable
+from edgemm.export.tflite_int8 import pt2e_quantize
 from edgemm.export.verify import verify_artifact
 from edgemm.exporting import check_source, source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
@@ -27,8 +28,7 @@ from edgemm.runtimes.errors import BackendUnavailableError, BundleError
 from edgemm.runtimes.manifest import Manifest
 
 BUILTIN = "av-digits"
-INT8_FILE = "model.int8.onnx"
-OV_FP32, OV_INT8 = "openvino/model.xml", "openvino/model.int8.xml"
+INT8_FILE = FORMATS["onnx"].int8_file
 
 
 def calibration_set(spec: str, manifest: Manifest, size: int, seed: int = 0) -> CalibrationSet:
@@ -78,29 +78,63 @@ def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet,
     return tuned.record["qat"]
 
 
-def _openvino_int8(stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, log: Callable[[str], None]) -> None:
-    """NNCF INT8 of the bundle's OpenVINO IR on the same calibration set, measured like the ONNX guard."""
-    if not module_available("nncf"):
-        reason = str(BackendUnavailableError("OpenVINO INT8", "nncf", "export"))
-        stage.manifest.failures.append({"format": "openvino", "precision": "int8", "stage": "quantize", "error": reason})
-        log(f"openvino int8: skipped: {reason}")
+def _converter_int8(
+    stage: BundleStage, fmt: ExportFormat, produce: Callable[[Path], dict], calibration: CalibrationSet, held_out: ReferenceSet,
+    options: Int8Options, log: Callable[[str], None],
+) -> None:
+    """An INT8 artifact from a converter's own INT8 path (`produce(out)` writes it and describes how),
+    measured against the same held-out reference and budget as the ONNX guard; never raises."""
+    file = fmt.int8_file
+    try:
+        how = produce(stage.path / file)
+    except Exception as exc:  # one converter failing must not lose the other INT8 artifacts
+        record_failure(stage, fmt.name, "int8", "quantize", one_line(exc), log)
         return
-    nncf_quantize(stage.path / OV_FP32, stage.path / OV_INT8, calibration, options)
     labelled = bool((held_out.labels >= 0).all())
-    fp32_scores, got = reference_scores(held_out), scores(stage.path / OV_INT8, held_out, labelled, "openvino")
+    fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, labelled, fmt.backend)
     drop = max(fp32_scores[m] - got[m] for m in fp32_scores)
-    log(f"openvino int8 (nncf, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
+    log(f"{fmt.name} int8 ({how['tool']}, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
     artifact = describe(
-        stage.path, OV_INT8, "openvino", "int8", companion(OV_INT8),
-        quantization={"tool": "nncf.quantize", "preset": "performance (symmetric)", "calibration": calibration.report.to_dict(),
-                      "max_drop": options.max_drop, "drop_points": round(drop, 3), "fp32": fp32_scores, "int8": got,
-                      "excluded_nodes": list(options.exclude)},
+        stage.path, file, fmt.name, "int8", fmt.companions(file),
+        quantization={**how, "calibration": calibration.report.to_dict(), "held_out": f"{held_out.name} ({len(held_out)} rows)",
+                      "max_drop": options.max_drop, "drop_points": round(drop, 3), "fp32": fp32_scores, "int8": got},
     )  # fmt: skip
     stage.add(artifact)
-    verification = verify_artifact(stage.path, OV_INT8, "int8", held_out, backend="openvino")
+    verification = verify_artifact(stage.path, file, "int8", held_out, backend=fmt.backend)
     verification["budget_met"] = drop <= options.max_drop
     verification["passed"] = bool(verification.get("passed")) and drop <= options.max_drop
     artifact.verification = verification
+
+
+def _converters_int8(
+    stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, checkpoint: Path | None,
+    log: Callable[[str], None],
+) -> None:
+    """OpenVINO (NNCF on the IR) and TFLite (PT2E on the torch graph) INT8 for the fp32 artifacts the bundle has."""
+    verified = {a.file for a in stage.manifest.artifacts if a.verified}
+    openvino, tflite = FORMATS["openvino"], FORMATS["tflite"]
+    if openvino.files["fp32"] in verified:
+        if not module_available("nncf"):
+            record_failure(stage, "openvino", "int8", "quantize", str(BackendUnavailableError("OpenVINO INT8", "nncf", "export")), log)
+        else:
+            fp32_ir = stage.path / openvino.files["fp32"]
+            _converter_int8(stage, openvino, lambda out: nncf_quantize(fp32_ir, out, calibration, held_out, options), calibration, held_out, options, log)
+    if tflite.files["fp32"] in verified:
+        reason = unavailable(tflite, "TFLite INT8")
+        if reason is None and checkpoint is None:
+            reason = "TFLite INT8 quantizes the torch graph (PT2E): give --checkpoint, the bundle's fp32 checkpoint"
+        if reason:
+            record_failure(stage, "tflite", "int8", "quantize", reason, log)
+            return
+        check_source(checkpoint, stage.manifest)
+        source = source_from_checkpoint(load_checkpoint(checkpoint))
+
+        def pt2e(out: Path) -> dict:
+            pt2e_quantize(source, calibration, out, options.per_channel)
+            return {"tool": "litert_torch PT2E", "weights": "int8 symmetric, " + ("per-channel" if options.per_channel else "per-tensor"),
+                    "activations": "int8", "io": "int8 (the runtime quantizes inputs and dequantizes outputs)"}  # fmt: skip
+
+        _converter_int8(stage, tflite, pt2e, calibration, held_out, options, log)
 
 
 def quantize_bundle(
@@ -154,7 +188,6 @@ def quantize_bundle(
         verification["budget_met"] = guard.within_budget
         verification["passed"] = bool(verification.get("passed")) and guard.within_budget
         artifact.verification = verification
-        if any(a.file == OV_FP32 and a.verified for a in manifest.artifacts):
-            _openvino_int8(stage, calibration, held_out, options, log)
+        _converters_int8(stage, calibration, held_out, options, Path(checkpoint) if checkpoint else None, log)
         stage.commit()
     return stage.manifest

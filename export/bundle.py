@@ -6,13 +6,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgemm.runtimes.manifest import MANIFEST_NAME, Artifact, Manifest, sha256_file
 
-from .source import INPUT_NAMES, OUTPUT_NAMES, ExportSource
+from .reference import INPUT_NAMES, OUTPUT_NAMES
+
+if TYPE_CHECKING:
+    from .source import ExportSource
 
 
-def new_manifest(source: ExportSource) -> Manifest:
+def new_manifest(source: "ExportSource") -> Manifest:
     """A manifest with no artifacts yet, describing `source`'s inputs, outputs and preprocessing."""
     return Manifest(
         model=dict(source.info),

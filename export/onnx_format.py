@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from .source import INPUT_NAMES, OUTPUT_NAMES, ExportSource
+from .reference import INPUT_NAMES, OUTPUT_NAMES
+from .source import ExportSource
 
 OPSET = 18
 MAX_BATCH = 1024
 
 
-def export_onnx(source: ExportSource, path: Path, precision: str = "fp32") -> None:
+def export_onnx(source: ExportSource, path: Path) -> None:
     """Write `source.model` as ONNX (opset 18) with named inputs/outputs and a dynamic batch axis."""
     import onnx
 

@@ -23,7 +23,7 @@ from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.model import MODALITY_PATTERNS
 
-from .source import ReferenceSet
+from .reference import ReferenceSet
 from .verify import accuracy_by_mode, agreement_by_mode, run_model
 
 METHODS = ("minmax", "entropy", "percentile")

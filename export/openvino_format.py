@@ -1,4 +1,4 @@
-"""OpenVINO IR export (fp32 and fp16 weights) through the ONNX graph, input shapes fixed except batch."""
+"""OpenVINO IR export through the ONNX graph, input shapes fixed except batch; fp16 compresses weights."""
 from __future__ import annotations
 
 import tempfile
@@ -8,19 +8,21 @@ from .onnx_format import export_onnx
 from .source import ExportSource
 
 
-def companion(xml: str) -> tuple[str, ...]:
-    """The weights file an IR `.xml` needs beside it."""
-    return (str(Path(xml).with_suffix(".bin")),)
-
-
-def export_openvino(source: ExportSource, path: Path, precision: str) -> None:
-    """Write `path` (.xml) and its .bin; fp16 compresses the weights (compute precision is the device's)."""
+def export_openvino(source: ExportSource, path: Path) -> None:
+    """Write the fp32 IR `path` (.xml) and its .bin."""
     import openvino as ov
 
     with tempfile.TemporaryDirectory(prefix="edgemm-ov-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        export_onnx(source, onnx_path, "fp32")
+        export_onnx(source, onnx_path)
         model = ov.convert_model(str(onnx_path))
     model.reshape({"image": [-1, *source.image.shape], "audio": [-1, *source.audio.shape], "present": [-1, 2]})
     path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(path), compress_to_fp16=precision == "fp16")
+    ov.save_model(model, str(path), compress_to_fp16=False)
+
+
+def openvino_fp16(fp32: Path, out: Path, precision: str = "fp16") -> None:
+    """The fp32 IR saved again with fp16 weights (compute precision stays the device's choice)."""
+    import openvino as ov
+
+    ov.save_model(ov.Core().read_model(str(fp32)), str(out), compress_to_fp16=True)

@@ -1,31 +1,98 @@
-"""OpenVINO INT8 through NNCF post-training quantization, on the same calibration set as the ONNX INT8."""
+"""OpenVINO INT8 through NNCF, on the same calibration set as the ONNX INT8.
+
+With a labelled held-out set, `nncf.quantize_with_accuracy_control` keeps the worst modality pattern
+within the accuracy budget and fused agreement with fp32 at its tolerance by returning the most
+sensitive layers to float; otherwise plain
+`nncf.quantize`. The modality gating (x * present, concat with the flags) always stays float:
+quantizing it cost the default student 4.6-10 accuracy points.
+"""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.model import MODALITY_PATTERNS
 
 from .onnx_int8 import Int8Options
+from .reference import INPUT_NAMES, ReferenceSet
+from .verify import TOLERANCES
 
 
-def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, options: Int8Options) -> None:
-    """Quantize an IR with `nncf.quantize` (symmetric "performance" preset, full bias correction)."""
+def validation_items(held_out: ReferenceSet) -> list[dict[str, np.ndarray]]:
+    """One item per sample holding its fused, image-only and audio-only rows, labels and fp32 logits, so
+    any subset NNCF evaluates covers every pattern and carries its own fp32 baseline."""
+    n = len(held_out) // len(MODALITY_PATTERNS)
+    fields = ("image", "audio", "present", "labels", "logits")
+    return [{f: getattr(held_out, f)[i :: n][: len(MODALITY_PATTERNS)] for f in fields} for i in range(n)]
+
+
+def budget_metric(budget: float, agreement: float = TOLERANCES["int8"]["agreement"]):
+    """NNCF's validation function for edgemm's INT8 budget, as one number: 1 − shortfall · budget, where
+    shortfall = max(worst-pattern accuracy drop / budget, fused disagreement with fp32 / (1 − agreement)).
+    The fp32 model scores 1; an INT8 model is within both budgets exactly when NNCF's absolute drop ≤ budget
+    (offset by 1 because NNCF divides by the fp32 metric even for absolute drops)."""
+
+    def metric(compiled, items) -> float:
+        items = list(items)
+        batch = {name: np.concatenate([it[name] for it in items]) for name in INPUT_NAMES}
+        top1 = compiled(batch)[compiled.output("logits")].argmax(1)
+        labels = np.concatenate([it["labels"] for it in items])
+        reference = np.concatenate([it["logits"] for it in items]).argmax(1)
+        rows = np.arange(len(labels)) % len(MODALITY_PATTERNS)  # fused, image-only, audio-only per item
+        drop = max((reference[rows == k] == labels[rows == k]).mean() - (top1[rows == k] == labels[rows == k]).mean() for k in range(3))
+        disagreement = (top1[rows == 0] != reference[rows == 0]).mean()
+        return 1.0 - budget * max(drop / budget, disagreement / (1 - agreement), 0.0)
+
+    return metric
+
+
+def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options) -> dict:
+    """Quantize an IR (symmetric "performance" preset, full bias correction); returns how, for the manifest."""
     import nncf
     import openvino as ov
 
-    logging.getLogger("nncf").setLevel(logging.ERROR)
     feeds = calibration.feeds()
     model = ov.Core().read_model(str(fp32_xml))
-    # The modality gating (x * present, concat with the flags) stays float: quantizing it cost the
-    # default student 4.6-10 accuracy points, keeping it float 0.8 fused / 2.3 image-only.
     ignored = nncf.IgnoredScope(names=list(options.exclude), types=["Multiply", "Concat"], validate=False)
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(feeds),
-        subset_size=len(feeds),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        fast_bias_correction=False,
-        ignored_scope=ignored,
-    )
+    common = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(feeds), "fast_bias_correction": False, "ignored_scope": ignored}
+    labelled = bool((held_out.labels >= 0).all())
+    with nncf_log() as messages:
+        if labelled:
+            quantized = nncf.quantize_with_accuracy_control(
+                model, nncf.Dataset(feeds), nncf.Dataset(validation_items(held_out)), budget_metric(options.max_drop / 100), max_drop=options.max_drop / 100, **common
+            )
+        else:
+            quantized = nncf.quantize(model, nncf.Dataset(feeds), **common)
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    return {
+        "tool": "nncf.quantize_with_accuracy_control" if labelled else "nncf.quantize",
+        "preset": "performance (symmetric)",
+        "kept_float": ["Multiply", "Concat", *options.exclude],
+        "reverted_to_float": reverted_ops(messages),
+    }
+
+
+@contextmanager
+def nncf_log():
+    """Collect NNCF's INFO messages (which layers accuracy control reverted) instead of printing them."""
+    logger = logging.getLogger("nncf")
+    messages: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    saved = (logger.level, logger.handlers[:], logger.propagate)
+    logger.setLevel(logging.INFO)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.level, logger.handlers[:], logger.propagate = saved[0], saved[1], saved[2]
+
+
+def reverted_ops(messages: list[str]) -> list[str]:
+    """Operation names from NNCF's final "N out of M were reverted back to the floating-point precision" message."""
+    final = [m for m in messages if "were reverted back" in m]
+    return [line.strip() for line in final[-1].splitlines()[1:] if line.strip()] if final else []

@@ -1,52 +1,84 @@
 """One table drives the formats: name, files, what each needs installed, how it is written and checked."""
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
 
 from .bundle import BundleStage, describe
-from .onnx_format import export_onnx
-from .openvino_format import companion, export_openvino
-from .source import ExportSource, ReferenceSet
+from .reference import ReferenceSet
 from .verify import verify_artifact
+
+if TYPE_CHECKING:
+    from .source import ExportSource
 
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """A format edgemm can export: its artifact file per precision, requirements and exporter."""
+    """A format edgemm can export: its artifact file per precision, requirements and exporter.
+
+    `exporter(source, path)` writes the fp32 artifact; `derive(fp32_path, path, precision)` writes each
+    other precision from it (both "module:function" in `edgemm.export`, imported when used: building
+    TensorRT engines on a device must not import torch). INT8 (`int8_file`) is added by `edgemm quantize`
+    on calibration data. TensorRT has no exporter: its engines are built from the bundle's ONNX."""
 
     name: str
-    files: dict[str, str]  # precision -> file name inside the bundle
+    files: dict[str, str]  # precision -> file name inside the bundle, fp32 first
+    int8_file: str | None
     requires: tuple[str, ...]  # import names the exporter needs
     extra: str  # pip extra that provides them
     backend: str  # runtime backend that verifies the artifact
-    exporter: Callable[[ExportSource, Path, str], None]  # (source, file to write, precision)
-    companions: Callable[[str], tuple[str, ...]] = lambda file: ()  # files written beside the artifact
+    exporter: str | None
+    derive: str | None = None
+    weights_beside: bool = False  # OpenVINO: a .bin beside each .xml
+
+    def companions(self, file: str) -> tuple[str, ...]:
+        """Files written beside an artifact that belong to it."""
+        return (str(Path(file).with_suffix(".bin")),) if self.weights_beside else ()
+
+    def export(self, source: "ExportSource", path: Path) -> None:
+        _target(self.exporter)(source, path)
+
+    def derive_from(self, fp32: Path, path: Path, precision: str) -> None:
+        _target(self.derive)(fp32, path, precision)
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return tuple(self.files)
+        return tuple(self.files) + (("int8",) if self.int8_file else ())
 
     def missing(self) -> str | None:
         """The first required package that is not installed, if any."""
         return next((pkg for pkg in self.requires if not module_available(pkg)), None)
 
 
+def _target(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(f".{module}", __package__), name)
+
+
 FORMATS: dict[str, ExportFormat] = {
     fmt.name: fmt
     for fmt in (
-        ExportFormat("onnx", {"fp32": "model.onnx"}, ("onnx", "onnxscript", "onnxruntime"), "export", "onnxruntime", export_onnx),
+        ExportFormat("onnx", {"fp32": "model.onnx"}, "model.int8.onnx", ("onnx", "onnxscript", "onnxruntime"), "export", "onnxruntime", "onnx_format:export_onnx"),
         ExportFormat(
-            "openvino", {"fp32": "openvino/model.xml", "fp16": "openvino/model.fp16.xml"}, ("openvino", "onnx"), "openvino", "openvino",
-            export_openvino, companion,
+            "openvino", {"fp32": "openvino/model.xml", "fp16": "openvino/model.fp16.xml"}, "openvino/model.int8.xml",
+            ("openvino", "onnx"), "openvino", "openvino", "openvino_format:export_openvino", "openvino_format:openvino_fp16", True,
+        ),
+        ExportFormat(
+            "tflite", {"fp32": "tflite/model.tflite", "fp16": "tflite/model.fp16.tflite"}, "tflite/model.int8.tflite",
+            ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"), "export", "litert", "tflite_format:export_tflite", "tflite_format:tflite_fp16",
+        ),
+        ExportFormat(
+            "tensorrt", {"fp16": "tensorrt/model.fp16.engine"}, "tensorrt/model.int8.engine", ("tensorrt", "polygraphy"), "tensorrt",
+            "tensorrt", None,
         ),
     )
-}
+}  # fmt: skip
 
 
 class UnknownFormatError(EdgemmError):
@@ -62,24 +94,49 @@ def parse_formats(spec: str) -> list[ExportFormat]:
     return [FORMATS[n] for n in dict.fromkeys(names)]
 
 
-def export_into(stage: BundleStage, fmt: ExportFormat, source: ExportSource, reference: ReferenceSet, log=print) -> bool:
+def format_of(file: str) -> ExportFormat:
+    """The table row whose artifacts include `file`."""
+    return next(f for f in FORMATS.values() if file in (*f.files.values(), f.int8_file))
+
+
+def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, **details) -> None:
+    """Note a format/precision that could not be produced in the manifest (and the log), never raise."""
+    stage.manifest.failures.append({"format": fmt, "precision": precision, "stage": step, "error": error, **details})
+    log(f"{fmt} {precision}: {step} failed: {error}")
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message` for a manifest entry."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def unavailable(fmt: ExportFormat, what: str) -> str | None:
+    """The one-line install hint when `fmt`'s requirements are missing, else None."""
+    missing = fmt.missing()
+    return str(BackendUnavailableError(what, missing, fmt.extra)) if missing else None
+
+
+def export_into(stage: BundleStage, fmt: ExportFormat, source: "ExportSource", reference: ReferenceSet, log=print) -> bool:
     """Export every precision of one format into a staged bundle and verify each; failures are
     recorded in the manifest, never raised. Returns True when all were written and verified."""
-    missing = fmt.missing()
-    if missing:
-        reason = str(BackendUnavailableError(f"the {fmt.name} export", missing, fmt.extra))
-        stage.manifest.failures.append({"format": fmt.name, "precision": ",".join(fmt.precisions), "stage": "export", "error": reason})
-        log(f"{fmt.name}: skipped: {reason}")
+    reason = unavailable(fmt, f"the {fmt.name} export")
+    if reason:
+        record_failure(stage, fmt.name, ",".join(fmt.files), "export", reason, log)
         return False
     ok = True
+    fp32 = stage.path / fmt.files["fp32"]
     for precision, file in fmt.files.items():
         started = time.perf_counter()
         try:
-            fmt.exporter(source, stage.path / file, precision)
+            if precision == "fp32":
+                fmt.export(source, fp32)
+            elif fp32.is_file():
+                fmt.derive_from(fp32, stage.path / file, precision)
+            else:
+                raise EdgemmError(f"no fp32 {fmt.name} artifact to derive {precision} from")
         except Exception as exc:  # a converter failing must not lose the other formats
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            stage.manifest.failures.append({"format": fmt.name, "precision": precision, "stage": "export", "error": reason})
-            log(f"{fmt.name} {precision}: export failed: {reason}")
+            record_failure(stage, fmt.name, precision, "export", one_line(exc), log)
             ok = False
             continue
         artifact = describe(stage.path, file, fmt.name, precision, fmt.companions(file), export_seconds=round(time.perf_counter() - started, 2))

@@ -1,4 +1,4 @@
-"""What an export starts from: the torch model with its data contract, and held-out reference samples."""
+"""What an export starts from: the torch model with its data contract."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,12 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgemm.runtimes.model import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 from torch import nn
 
-INPUT_NAMES = ("image", "audio", "present")
-OUTPUT_NAMES = ("logits", "embedding")
+from .reference import INPUT_NAMES, OUTPUT_NAMES, Infer
 
 
 @dataclass
@@ -33,36 +31,6 @@ class ExportSource:
             torch.randn(batch, *self.audio.shape, generator=gen),
             torch.ones(batch, 2),
         )
-
-
-Infer = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]  # (image, audio, present) → outputs
-
-
-@dataclass
-class ReferenceSet:
-    """Preprocessed held-out samples in every modality pattern, with a reference model's outputs on them."""
-
-    image: np.ndarray
-    audio: np.ndarray
-    present: np.ndarray
-    labels: np.ndarray
-    logits: np.ndarray
-    embedding: np.ndarray
-    name: str = "torch"  # what produced the reference outputs
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @classmethod
-    def build(cls, infer: Infer, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
-        """Repeat the samples as fused, image-only and audio-only; `infer` gives the reference outputs."""
-        n = len(labels)
-        present = np.repeat(np.array(list(MODALITY_PATTERNS.values()), np.float32), n, axis=0)
-        image = (np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]).astype(np.float32)
-        audio = (np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]).astype(np.float32)
-        outs = [infer(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
-        logits, embedding = (np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES)
-        return cls(image, audio, present, np.tile(labels, 3), logits, embedding, name)
 
 
 def torch_infer(model: nn.Module) -> Infer:

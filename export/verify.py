@@ -8,7 +8,7 @@ import numpy as np
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.model import MODALITY_PATTERNS, load_bundle
 
-from .source import Infer, ReferenceSet
+from .reference import Infer, ReferenceSet
 
 # Tolerances per precision: logits max-abs-diff and minimum top-1 agreement with the reference.
 # INT8's agreement is judged on fused inputs, the normal operating mode: on image-only/audio-only rows

@@ -22,13 +22,21 @@ class ModelFileError(BundleError):
     """A model file exists but a backend cannot load it (corrupt, truncated, wrong format)."""
 
 
+# packages no edgemm extra can install: where they come from instead
+NOT_FROM_PIP = {"tensorrt": "it comes with JetPack on a Jetson (apt install python3-libnvinfer), elsewhere pip install tensorrt"}
+
+
 class BackendUnavailableError(EdgemmError):
     """The Python package a backend or reader needs is not installed."""
 
     def __init__(self, what: str, package: str, extra: str) -> None:
-        super().__init__(f"{what} needs the '{package}' package: pip install 'edgemm[{extra}]'")
+        super().__init__(f"{what} needs the '{package}' package: {NOT_FROM_PIP.get(package, f'pip install {chr(39)}edgemm[{extra}]{chr(39)}')}")
         self.package = package
         self.extra = extra
+
+
+class DeviceUnavailableError(EdgemmError):
+    """The accelerator a command needs (a CUDA GPU) is not on this machine."""
 
 
 class InputError(EdgemmError, ValueError):

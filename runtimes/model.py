@@ -183,4 +183,8 @@ def load_bundle(
     manifest = Manifest.read(bundle)
     art, info = _choose(manifest, bundle, backend, artifact, precision)
     file = art.check_file(bundle)
+    if art.format == "tensorrt":
+        from .backends.tensorrt_backend import check_engine_target, current_target
+
+        check_engine_target(file, bundle, art.extra.get("tensorrt", {}), current_target())
     return BundleModel(bundle, manifest, art, info.open(file, threads=threads, device=device))

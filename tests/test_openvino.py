@@ -45,10 +45,12 @@ def test_openvino_fp32_and_fp16_exported_and_verified(ov_bundle, tiny_test_split
         np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
     assert ov.artifact.format == "openvino"
 
-def test_auto_prefers_openvino_on_intel_and_ort_elsewhere(ov_bundle):
-    assert preference("x86_64", "GenuineIntel")[:2] == ["openvino", "onnxruntime"]
-    assert preference("aarch64", "")[0] == "onnxruntime"
-    assert preference("x86_64", "AuthenticAMD")[0] == "onnxruntime"
+def test_auto_order_follows_the_machine(ov_bundle):
+    assert preference("x86_64", "GenuineIntel", gpu=False)[:2] == ["openvino", "onnxruntime"]
+    assert preference("x86_64", "GenuineIntel", gpu=True)[:3] == ["tensorrt", "openvino", "onnxruntime"]
+    assert preference("aarch64", "", gpu=True)[:3] == ["tensorrt", "litert", "onnxruntime"]  # a Jetson
+    assert preference("aarch64", "", gpu=False)[:2] == ["litert", "onnxruntime"]  # a phone-class board
+    assert preference("x86_64", "AuthenticAMD", gpu=False)[0] == "onnxruntime"
     expected = "openvino" if preference()[0] == "openvino" else "onnxruntime"
     assert load_bundle(ov_bundle).backend.name == expected
 
@@ -65,7 +67,7 @@ def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
-    assert "openvino: skipped" in proc.stdout and "pip install 'edgemm[openvino]'" in proc.stdout
+    assert "openvino fp32,fp16: export failed" in proc.stdout and "pip install 'edgemm[openvino]'" in proc.stdout
     manifest = json.loads((tmp_path / "b.edgemm" / "manifest.json").read_text())
     assert [a["file"] for a in manifest["artifacts"]] == ["model.onnx"] and manifest["artifacts"][0]["verification"]["passed"]
     assert manifest["failures"][0]["format"] == "openvino"
@@ -73,12 +75,15 @@ def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
 def test_quantize_adds_openvino_int8_through_nncf(ov_bundle):
     from edgemm.export.onnx_int8 import Int8Options
 
-    from edgemm.quantizing import OV_INT8, quantize_bundle
+    from edgemm.export.registry import FORMATS
+    from edgemm.quantizing import quantize_bundle
 
+    OV_INT8 = FORMATS["openvino"].int8_file
     manifest = quantize_bundle(ov_bundle, "av-digits", Int8Options(max_drop=100.0), log=lambda _: None)
     art = manifest.artifact(OV_INT8)
     q = art.extra["quantization"]
-    assert art.format == "openvino" and art.precision == "int8" and q["tool"] == "nncf.quantize"
+    assert art.format == "openvino" and art.precision == "int8" and q["tool"] == "nncf.quantize_with_accuracy_control"
+    assert isinstance(q["reverted_to_float"], list)  # layers accuracy control returned to float (fused agreement)
     assert art.parts[0]["file"] == "openvino/model.int8.bin" and (ov_bundle / "openvino" / "model.int8.bin").is_file()
     assert q["calibration"]["source"] == "av-digits:train" and art.verification["backend"] == "openvino"
     assert art.verification["budget_met"] and art.verified == (art.verification["top1_agreement_by_mode"]["fused"] >= 0.99)

@@ -28,9 +28,10 @@ class BackendInfo:
     package: str  # import name that must be present
     extra: str  # pip extra that installs it
     target: str  # "module:Class", imported only when used
+    fallbacks: tuple[str, ...] = ()  # legacy packages that can stand in for `package`
 
     def installed(self) -> bool:
-        return module_available(self.package)
+        return any(module_available(p) for p in (self.package, *self.fallbacks))
 
     def open(self, path: Path, threads: int | None = None, device: str | None = None) -> Backend:
         if not self.installed():
@@ -44,6 +45,8 @@ BACKENDS: dict[str, BackendInfo] = {
     for info in (
         BackendInfo("onnxruntime", ("onnx",), "onnxruntime", "onnx", ".onnxruntime_backend:OnnxRuntimeBackend"),
         BackendInfo("openvino", ("openvino",), "openvino", "openvino", ".openvino_backend:OpenVinoBackend"),
+        BackendInfo("litert", ("tflite",), "ai_edge_litert", "litert", ".litert_backend:LiteRtBackend", ("tflite_runtime",)),
+        BackendInfo("tensorrt", ("tensorrt",), "tensorrt", "tensorrt", ".tensorrt_backend:TensorRtBackend"),
     )
 }
 
@@ -67,14 +70,21 @@ def _cpu_vendor() -> str:
     return platform.processor()
 
 
-def preference(machine: str | None = None, vendor: str | None = None) -> list[str]:
-    """Backend names in the order `auto` tries them on this machine: OpenVINO first on Intel x86 CPUs,
-    then the portable ONNX Runtime."""
+def preference(machine: str | None = None, vendor: str | None = None, gpu: bool | None = None) -> list[str]:
+    """Backend names in the order `auto` tries them on this machine: TensorRT where an NVIDIA GPU is,
+    OpenVINO on Intel x86 CPUs, LiteRT on ARM, then the portable ONNX Runtime and the rest."""
     machine = (machine or platform.machine()).lower()
     vendor = vendor if vendor is not None else _cpu_vendor()
-    order = ["onnxruntime"]
+    if gpu is None:
+        from ..cuda_device import cuda_device
+
+        gpu = module_available("tensorrt") and cuda_device() is not None
+    order = ["tensorrt"] if gpu else []
     if machine in ("x86_64", "amd64") and "intel" in vendor.lower():
-        order.insert(0, "openvino")
+        order.append("openvino")
+    if machine in ("aarch64", "arm64") or machine.startswith("armv"):
+        order.append("litert")
+    order.append("onnxruntime")
     return order + [name for name in BACKENDS if name not in order]
 
 

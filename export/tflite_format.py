@@ -1,0 +1,88 @@
+"""TFLite / LiteRT export through litert-torch: fp32, fp16 weights (ai-edge-quantizer float casting).
+
+The graph has a fixed batch of 1 (the form phones and microcontrollers run): litert-torch 0.10
+cannot lower this model with a dynamic batch (its slicing of the `present` flags breaks on the
+symbolic size), and XNNPACK cannot resize the static graph afterwards. The LiteRT backend runs
+larger batches row by row.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .reference import INPUT_NAMES, OUTPUT_NAMES
+from .source import ExportSource
+
+
+class NamedOutputs(nn.Module):
+    """Wraps a model so the TFLite signature names its outputs `logits` and `embedding`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(OUTPUT_NAMES, self.model(image, audio, present)))
+
+
+def sample_inputs(source: ExportSource) -> dict[str, torch.Tensor]:
+    """Batch-1 example inputs by name (names become the TFLite signature's input names)."""
+    return dict(zip(INPUT_NAMES, source.example(1)))
+
+
+@contextmanager
+def quiet_converter():
+    """litert-torch prints every conversion stage and its C++ converter logs to stderr: keep them out of the
+    user's terminal (the C++ lines are shown only if the conversion fails)."""
+    from litert_torch import progress
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    progress.console.quiet = True
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace")[-4000:])
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            progress.console.quiet = False
+
+
+def export_tflite(source: ExportSource, path: Path) -> None:
+    """Write the fp32 `.tflite` (batch 1, inputs image/audio/present, outputs logits/embedding)."""
+    import litert_torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_converter():
+        edge = litert_torch.convert(NamedOutputs(source.model).eval(), sample_kwargs=sample_inputs(source))
+        edge.export(str(path))
+
+
+def tflite_fp16(fp32: Path, out: Path, precision: str = "fp16") -> None:
+    """fp16 weights, float compute: ai-edge-quantizer's float-casting weight-only recipe on the fp32 file."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    recipe = recipe_manager.RecipeManager()
+    recipe.add_weight_only_config(
+        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING
+    )
+    with quiet_converter():
+        result = quantizer.Quantizer(str(fp32), recipe.get_quantization_recipe()).quantize()
+        result.export_model(str(out), overwrite=True)

@@ -1,0 +1,33 @@
+"""Full-integer TFLite INT8 through PT2E: litert-torch's quantizer (symmetric int8, per-channel weights),
+observers calibrated on the same samples as the other INT8 artifacts, int8 inputs and outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from edgemm.calibration import CalibrationSet
+
+from .reference import INPUT_NAMES
+from .source import ExportSource
+from .tflite_format import NamedOutputs, quiet_converter, sample_inputs
+
+
+def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, per_channel: bool = True) -> None:
+    """Calibrate PT2E observers on the calibration rows and convert to a full-integer `.tflite`."""
+    import litert_torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
+    example = sample_inputs(source)
+    with quiet_converter():
+        graph = torch.export.export(NamedOutputs(source.model).eval(), (), example).module()
+        prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for feed in calibration.feeds():  # batch-1 rows, each sample in all three modality patterns
+                prepared(**{name: torch.from_numpy(feed[name]) for name in INPUT_NAMES})
+        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        edge = litert_torch.convert(converted, sample_kwargs=example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        edge.export(str(out))
