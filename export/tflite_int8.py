@@ -17,7 +17,7 @@ def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, 
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import quantize_pt2e
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
     example = sample_inputs(source)
@@ -27,7 +27,7 @@ def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, 
         with torch.no_grad():
             for feed in calibration.feeds():  # batch-1 rows, each sample in all three modality patterns
                 prepared(**{name: torch.from_numpy(feed[name]) for name in INPUT_NAMES})
-        converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+        converted = move_exported_model_to_eval(quantize_pt2e.convert_pt2e(prepared, fold_quantize=False))
         edge = litert_torch.convert(converted, sample_kwargs=example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         out.parent.mkdir(parents=True, exist_ok=True)
         edge.export(str(out))

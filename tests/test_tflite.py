@@ -1,0 +1,89 @@
+"""TFLite/LiteRT: fp32, fp16 and full-integer INT8 exported from a tiny student trained for real, run
+through the real LiteRT interpreter, verified; truncated files; INT8 without the checkpoint."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from edgemm.runtimes import ChecksumError, load_bundle
+from edgemm.runtimes.errors import ModelFileError
+
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
+
+FP32, FP16, INT8 = "tflite/model.tflite", "tflite/model.fp16.tflite", "tflite/model.int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def tflite_bundle_master(tiny_student, tmp_path_factory):
+    from edgemm.export.onnx_int8 import Int8Options
+    from edgemm.exporting import export_checkpoint
+
+    out = tmp_path_factory.mktemp("tflite") / "t.edgemm"
+    logs = []
+    export_checkpoint(tiny_student, "tflite", out, samples=32, log=logs.append, int8_calib="av-digits", int8=Int8Options(max_drop=100.0))
+    assert any("onnx added" in line for line in logs)  # INT8 is measured against the fp32 ONNX
+    return out
+
+
+@pytest.fixture
+def tflite_bundle(tflite_bundle_master, tmp_path):
+    return shutil.copytree(tflite_bundle_master, tmp_path / "t.edgemm")
+
+
+def test_fp32_and_fp16_exported_and_verified_through_litert(tflite_bundle_master):
+    arts = {a["file"]: a for a in json.loads((tflite_bundle_master / "manifest.json").read_text())["artifacts"]}
+    v32, v16 = arts[FP32]["verification"], arts[FP16]["verification"]
+    assert v32["backend"] == "litert" and v32["passed"] and v32["max_abs_diff"] <= 1e-4
+    assert v16["backend"] == "litert" and v16["max_rel_diff"] <= 2e-3 and v16["passed"] == (v16["top1_agreement"] >= 0.99)
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = {np.dtype(t["dtype"]) for t in Interpreter(model_path=str(tflite_bundle_master / FP16)).get_tensor_details()}
+    assert np.dtype(np.float16) in dtypes  # weights stored as fp16, computed in float
+
+
+def test_int8_is_full_integer_and_measured(tflite_bundle_master, tiny_test_split):
+    manifest = json.loads((tflite_bundle_master / "manifest.json").read_text())
+    art = next(a for a in manifest["artifacts"] if a["file"] == INT8)
+    q = art["extra"]["quantization"]
+    assert q["tool"] == "litert_torch PT2E" and q["calibration"]["source"] == "av-digits:train"
+    assert set(q["int8"]) == {"fused", "image_only", "audio_only"} and art["verification"]["backend"] == "litert"
+    assert art["verification"]["passed"] == (art["verification"]["top1_agreement_by_mode"]["fused"] >= 0.99)
+    model = load_bundle(tflite_bundle_master, artifact=INT8, threads=1)
+    assert model.backend.name == "litert" and model.backend.integer_io and model.backend.batch == 1
+    s = tiny_test_split
+    batch = model.predict_batch(images=list(s.images[:4]), audios=[s.audio[0], None, s.audio[2], s.audio[3]], sample_rate=16000)
+    single = [model.predict(s.images[i], s.audio[i] if i != 1 else None, 16000) for i in range(4)]
+    for b, one in zip(batch, single):  # larger batches run row by row through the batch-1 graph
+        np.testing.assert_allclose(b.probabilities, one.probabilities, atol=1e-6)
+    assert batch[1].modalities == ("image",)
+
+
+def test_litert_matches_onnxruntime_on_fp32(tflite_bundle_master, tiny_test_split):
+    s = tiny_test_split
+    lite = load_bundle(tflite_bundle_master, backend="litert", precision="fp32")
+    ort = load_bundle(tflite_bundle_master, backend="onnxruntime", precision="fp32")
+    a = lite.predict_batch(images=list(s.images[:6]), audios=list(s.audio[:6]), sample_rate=16000)
+    b = ort.predict_batch(images=list(s.images[:6]), audios=list(s.audio[:6]), sample_rate=16000)
+    np.testing.assert_allclose([p.probabilities for p in a], [p.probabilities for p in b], atol=1e-5)
+
+
+def test_truncated_tflite_is_a_clear_error(tflite_bundle, tmp_path):
+    from edgemm.runtimes.backends.litert_backend import LiteRtBackend
+
+    data = (tflite_bundle / FP32).read_bytes()
+    (tflite_bundle / FP32).write_bytes(data[: len(data) // 3])
+    with pytest.raises(ChecksumError, match="model.tflite"):
+        load_bundle(tflite_bundle, artifact=FP32)
+    with pytest.raises(ModelFileError, match="model.tflite: LiteRT cannot load it .*truncated"):
+        LiteRtBackend(tflite_bundle / FP32)
+
+
+def test_tflite_int8_needs_the_checkpoint(tflite_bundle):
+    from edgemm.export.onnx_int8 import Int8Options
+    from edgemm.quantizing import quantize_bundle
+
+    manifest = quantize_bundle(tflite_bundle, "av-digits", Int8Options(max_drop=100.0), size=20, log=lambda _: None)
+    failure = next(f for f in manifest.failures if f["format"] == "tflite")
+    assert failure["precision"] == "int8" and "give --checkpoint" in failure["error"]
+    assert manifest.artifact("model.int8.onnx").verification  # the other INT8 artifacts are still made
