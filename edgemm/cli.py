@@ -101,6 +101,31 @@ def _report(manifest, done: str) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgemm.bundle_bench import bench_bundle, plot_bench, render_bench
+
+    extra = [_eager_subject(args.checkpoint, args.threads)] if args.checkpoint else []
+    rows, title = bench_bundle(args.bundle, threads=args.threads, runs=args.runs, extra=extra)
+    print(render_bench(rows, title, baseline=extra[0].name if extra else None))
+    if args.plot:
+        print(f"plot written to {plot_bench(rows, Path(args.plot), title)}")
+    return 0
+
+
+def _eager_subject(checkpoint: str, threads: int | None):
+    """The checkpoint's model in PyTorch eager, as a bench row to compare the artifacts with."""
+    import torch
+
+    from edgemm.bundle_bench import Subject
+    from edgemm.checkpoint import load_checkpoint
+    from edgemm.export.source import torch_infer
+
+    if threads:
+        torch.set_num_threads(threads)
+    path = Path(checkpoint)
+    return Subject("torch eager", "pytorch", "fp32", torch_infer(load_checkpoint(path).model), path.stat().st_size, "reference", "torch")
+
+
 def _cmd_build_engine(args: argparse.Namespace) -> int:
     from edgemm.export.tensorrt_engine import build_bundle_engines
 
@@ -240,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="INT8 calibration source (default av-digits; forms as for `edgemm quantize`)")
     p.add_argument("--max-drop", type=float, default=1.0, help="INT8 accuracy budget in points (worst modality pattern)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("bench", help="size, verification, accuracy and latency of every artifact of a bundle on this machine")
+    p.add_argument("bundle")
+    p.add_argument("--plot", metavar="PNG", help="also write an accuracy-vs-latency plot")
+    p.add_argument("--threads", type=int, help="CPU threads per backend (default: the backend's own)")
+    p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (after warm-up)")
+    p.add_argument("--checkpoint", help="add the checkpoint's model in PyTorch eager as the baseline row (needs torch)")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("build-engine", help="on the device: build and verify TensorRT engines from the bundle's ONNX")
     p.add_argument("bundle")

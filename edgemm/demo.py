@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgemm.bundle_bench import Subject, bench_bundle, format_targets, plot_bench, render_bench
 from edgemm.checkpoint import default_checkpoint, load_checkpoint, save_checkpoint
 from edgemm.compare import Entry, compare, render, render_targets, targets
 from edgemm.data.avdigits import SAMPLE_RATE, build, config_from_record, load_split
@@ -16,7 +17,6 @@ from edgemm.export.reference import ReferenceSet
 from edgemm.export.source import torch_infer
 from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
-from edgemm.quantizing import INT8_FILE, quantize_bundle
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.media import read_audio, read_image, write_audio, write_image
 
@@ -40,38 +40,41 @@ def _student(out: Path, teacher: Path, retrain: bool) -> Path:
     return save_checkpoint(out / "student.safetensors", distill(load_checkpoint(teacher), DistillConfig(threads=2), sha256_file(teacher)))
 
 
+FORMATS_SPEC = "onnx,openvino,tflite,tensorrt"
+
+
 def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
-    """Data → teacher → student → ONNX → INT8 → verify → comparison table → a prediction from files."""
+    """Data → teacher → student → every format + INT8, verified → compression table → per-format bench
+    and plot → a prediction from files."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     say = lambda m: print(f"    {m}")  # noqa: E731
-    print("1/6 built-in data set av-digits (MNIST digits + espeak-ng spoken digits, cached)")
+    print("1/7 built-in data set av-digits (MNIST digits + espeak-ng spoken digits, cached)")
     say(build())
     teacher_path = _teacher(out, retrain)
     teacher = load_checkpoint(teacher_path)
-    print(f"2/6 teacher {teacher_path}: {count_parameters(teacher.model):,} parameters (trained with seed {teacher.record['training']['seed']})")
+    print(f"2/7 teacher {teacher_path}: {count_parameters(teacher.model):,} parameters (trained with seed {teacher.record['training']['seed']})")
     student_path = _student(out, teacher_path, retrain)
     student = load_checkpoint(student_path)
     run = student.record["distillation"]
-    print(f"3/6 student {student_path}: {count_parameters(student.model):,} parameters, distilled in {run['seconds']:.0f} s "
+    print(f"3/7 student {student_path}: {count_parameters(student.model):,} parameters, distilled in {run['seconds']:.0f} s "
           f"(best val fused {run['best_val_fused']:.3f}, teacher {run['teacher']['val']['fused']:.3f})")  # fmt: skip
 
     bundle = out / "av_digits.edgemm"
-    print(f"4/6 export the student to ONNX and verify against torch → {bundle}")
-    export_checkpoint(student_path, "onnx", bundle, log=say)
-    print("5/6 INT8 (QDQ, entropy calibration on 300 training samples), guard: ≤ 1 accuracy point lost on the val split")
-    manifest = quantize_bundle(bundle, "av-digits", Int8Options(max_drop=1.0), log=say)
+    print(f"4/7 export the student to {FORMATS_SPEC} with INT8 (calibrated on 300 training samples, ≤ 1 accuracy point "
+          f"lost on the val split), each artifact verified through its own runtime → {bundle}")  # fmt: skip
+    manifest = export_checkpoint(student_path, FORMATS_SPEC, bundle, log=say, int8_calib="av-digits", int8=Int8Options(max_drop=1.0))
     for art in manifest.artifacts:
         v = art.verification
-        say(f"{art.file}: {'verified' if art.verified else 'FAILED'} against {v.get('reference', '?')}: "
+        say(f"{art.file}: {'verified' if art.verified else 'FAILED'} ({v.get('backend', '?')}) against {v.get('reference', '?')}: "
             f"max |Δ logits| {v.get('max_abs_diff', float('nan')):.1e}, top-1 agreement {v.get('top1_agreement', 0):.2%}")  # fmt: skip
 
-    print(f"6/6 the test split (held-out images and voices); batch-1 latency on {threads} threads")
+    print(f"5/7 compression on the test split (held-out images and voices); batch-1 latency on {threads} threads")
     test = load_split("test", config_from_record(teacher.record.get("data", {})))
     image, audio = split_tensors(test, teacher.image, teacher.audio)
     reference = ReferenceSet.build(torch_infer(teacher.model), image, audio, test.labels)
-    fp32 = load_bundle(bundle, precision="fp32", threads=threads)
-    int8 = load_bundle(bundle, precision="int8", threads=threads)
+    fp32 = load_bundle(bundle, backend="onnxruntime", precision="fp32", threads=threads)
+    int8 = load_bundle(bundle, backend="onnxruntime", precision="int8", threads=threads)
     entries = [
         Entry("teacher fp32 (torch eager)", torch_infer(teacher.model), count_parameters(teacher.model), teacher_path.stat().st_size),
         Entry(f"student fp32 ({fp32.artifact.file}, onnxruntime)", fp32.infer, count_parameters(student.model), fp32.artifact.bytes),
@@ -79,19 +82,30 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     ]
     rows = compare(entries, reference, agree_with=entries[1].name)
     print(render(rows, agree_label="agree w/ student fp32"))
-    checks = targets(rows[0], rows[2], rows[1])
-    print(render_targets(checks))
+    print(render_targets(targets(rows[0], rows[2], rows[1])))
 
+    print(f"6/7 every artifact on this machine ({threads} threads) beside the same student in PyTorch eager")
+    eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(student.model), student_path.stat().st_size, "reference", "torch")
+    bench_rows, title = bench_bundle(bundle, threads=threads, extra=[eager])
+    print(render_bench(bench_rows, title, baseline=eager.name))
+    print(render_targets(format_targets(manifest, bench_rows, eager.name)))
+    say(f"plot: {plot_bench(bench_rows, out / 'bench.png', title)}")
+    for f in manifest.failures:
+        say(f"not built here: {f['format']} {f['precision']}: {f['error']}" + (f"\n      on the device: {f['on_device']}" if "on_device" in f else ""))
+
+    print("7/7 a prediction from files with the torch-free runtime")
+    auto = load_bundle(bundle, precision="int8", threads=threads)
     index = int(np.flatnonzero(~test.heavy_image & ~test.heavy_audio)[0])
     write_image(out / "sample.png", test.images[index])
     write_audio(out / "sample.wav", test.audio[index], SAMPLE_RATE)
     wav, rate = read_audio(out / "sample.wav")
-    pred = int8.predict(image=read_image(out / "sample.png"), audio=wav, sample_rate=rate)
-    print(f"predict from files with the torch-free runtime ({INT8_FILE}): {out / 'sample.png'} + {out / 'sample.wav'} → "
-          f"{pred.label} (p={pred.probabilities[pred.index]:.3f}, truth {test.labels[index]})")  # fmt: skip
-    print(f"    try: edgemm predict {bundle} --image {out / 'sample.png'} --audio {out / 'sample.wav'}")
+    pred = auto.predict(image=read_image(out / "sample.png"), audio=wav, sample_rate=rate)
+    say(f"{out / 'sample.png'} + {out / 'sample.wav'} → {pred.label} (p={pred.probabilities[pred.index]:.3f}, truth {test.labels[index]}) "
+        f"with {auto.artifact.file} on {auto.backend.name} (backend=auto picks by machine among verified artifacts)")  # fmt: skip
+    say(f"try: edgemm predict {bundle} --image {out / 'sample.png'} --audio {out / 'sample.wav'}; edgemm bench {bundle} --plot bench.png")
     failed = [a.file for a in manifest.artifacts if not a.verified]
+    failed += [f"{f['format']} {f['precision']} ({f['error']})" for f in manifest.failures if not f.get("skipped")]
     if failed:
-        print(f"edgemm: error: not verified: {', '.join(failed)}", file=sys.stderr)
+        print(f"edgemm: error: not verified or not produced: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0

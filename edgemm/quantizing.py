@@ -115,7 +115,7 @@ def _converters_int8(
     openvino, tflite = FORMATS["openvino"], FORMATS["tflite"]
     if openvino.files["fp32"] in verified:
         if not module_available("nncf"):
-            record_failure(stage, "openvino", "int8", "quantize", str(BackendUnavailableError("OpenVINO INT8", "nncf", "export")), log)
+            record_failure(stage, "openvino", "int8", "quantize", str(BackendUnavailableError("OpenVINO INT8", "nncf", "export")), log, skipped=True)
         else:
             fp32_ir = stage.path / openvino.files["fp32"]
             _converter_int8(stage, openvino, lambda out: nncf_quantize(fp32_ir, out, calibration, held_out, options), calibration, held_out, options, log)
@@ -124,7 +124,7 @@ def _converters_int8(
         if reason is None and checkpoint is None:
             reason = "TFLite INT8 quantizes the torch graph (PT2E): give --checkpoint, the bundle's fp32 checkpoint"
         if reason:
-            record_failure(stage, "tflite", "int8", "quantize", reason, log)
+            record_failure(stage, "tflite", "int8", "quantize", reason, log, skipped=True)
             return
         check_source(checkpoint, stage.manifest)
         source = source_from_checkpoint(load_checkpoint(checkpoint))

@@ -9,6 +9,7 @@ quantizing it cost the default student 4.6-10 accuracy points.
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, he
     ignored = nncf.IgnoredScope(names=list(options.exclude), types=["Multiply", "Concat"], validate=False)
     common = {"preset": nncf.QuantizationPreset.PERFORMANCE, "subset_size": len(feeds), "fast_bias_correction": False, "ignored_scope": ignored}
     labelled = bool((held_out.labels >= 0).all())
+    # NNCF's usage telemetry (openvino-telemetry) forks a process from a background thread to send its report;
+    # JAX, imported by litert-torch in the same process, warns about any fork. The fork is not ours to change.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     with nncf_log() as messages:
         if labelled:
             quantized = nncf.quantize_with_accuracy_control(

@@ -99,10 +99,11 @@ def format_of(file: str) -> ExportFormat:
     return next(f for f in FORMATS.values() if file in (*f.files.values(), f.int8_file))
 
 
-def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, **details) -> None:
-    """Note a format/precision that could not be produced in the manifest (and the log), never raise."""
-    stage.manifest.failures.append({"format": fmt, "precision": precision, "stage": step, "error": error, **details})
-    log(f"{fmt} {precision}: {step} failed: {error}")
+def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, skipped: bool = False, **details) -> None:
+    """Note a format/precision that could not be produced in the manifest (and the log), never raise.
+    `skipped`: not attempted because this machine lacks what it needs (a package, a GPU, the checkpoint)."""
+    stage.manifest.failures.append({"format": fmt, "precision": precision, "stage": step, "error": error, "skipped": skipped, **details})
+    log(f"{fmt} {precision}: {'skipped' if skipped else step + ' failed'}: {error}")
 
 
 def one_line(exc: BaseException) -> str:
@@ -122,7 +123,7 @@ def export_into(stage: BundleStage, fmt: ExportFormat, source: "ExportSource", r
     recorded in the manifest, never raised. Returns True when all were written and verified."""
     reason = unavailable(fmt, f"the {fmt.name} export")
     if reason:
-        record_failure(stage, fmt.name, ",".join(fmt.files), "export", reason, log)
+        record_failure(stage, fmt.name, ",".join(fmt.files), "export", reason, log, skipped=True)
         return False
     ok = True
     fp32 = stage.path / fmt.files["fp32"]

@@ -88,10 +88,11 @@ def build_engines(stage: BundleStage, bundle: Path, reference: ReferenceSet, log
             reason = "no CUDA GPU on this machine (engines are built on the GPU that will run them)"
         if reason:
             record_failure(
-                stage, fmt.name, precision, "build", reason, log,
+                stage, fmt.name, precision, "build", reason, log, skipped=True,
                 trtexec=trtexec_command(bundle, precision, stage.manifest), on_device=f"edgemm build-engine {bundle}",
             )  # fmt: skip
-            log(f"  build it on the device: edgemm build-engine {bundle}\n  or by hand: {trtexec_command(bundle, precision, stage.manifest)}")
+            log(f"  build it on the device: edgemm build-engine {bundle}")
+            log(f"  or by hand: {trtexec_command(bundle, precision, stage.manifest)}")
             continue
         started = time.perf_counter()
         try:

@@ -39,50 +39,60 @@ def sample_inputs(source: ExportSource) -> dict[str, torch.Tensor]:
 
 @contextmanager
 def quiet_converter():
-    """litert-torch prints every conversion stage and its C++ converter logs to stderr: keep them out of the
-    user's terminal (the C++ lines are shown only if the conversion fails)."""
-    from litert_torch import progress
-
+    """litert-torch, its converter and ai-edge-quantizer print stages, C++ logs and summaries on stdout and
+    stderr: keep them out of the user's terminal (shown only if the conversion fails)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    progress.console.quiet = True
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
+        for fd in saved:
+            os.dup2(captured.fileno(), fd)
         try:
+            from litert_torch import progress
+
+            progress.console.quiet = True
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 yield
         except BaseException:
-            os.dup2(saved, 2)
+            restore(saved)
             captured.seek(0)
             sys.stderr.write(captured.read().decode(errors="replace")[-4000:])
             raise
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            progress.console.quiet = False
+            restore(saved)
+
+
+def restore(saved: dict[int, int]) -> None:
+    """Put the saved stdout/stderr file descriptors back (idempotent)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, copy in list(saved.items()):
+        os.dup2(copy, fd)
+        os.close(copy)
+        del saved[fd]
 
 
 def export_tflite(source: ExportSource, path: Path) -> None:
     """Write the fp32 `.tflite` (batch 1, inputs image/audio/present, outputs logits/embedding)."""
-    import litert_torch
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_converter():
+        import litert_torch
+
         edge = litert_torch.convert(NamedOutputs(source.model).eval(), sample_kwargs=sample_inputs(source))
         edge.export(str(path))
 
 
 def tflite_fp16(fp32: Path, out: Path, precision: str = "fp16") -> None:
     """fp16 weights, float compute: ai-edge-quantizer's float-casting weight-only recipe on the fp32 file."""
-    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-
-    recipe = recipe_manager.RecipeManager()
-    recipe.add_weight_only_config(
-        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING
-    )
     with quiet_converter():
+        from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+        recipe = recipe_manager.RecipeManager()
+        recipe.add_weight_only_config(
+            regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=AlgorithmName.FLOAT_CASTING
+        )
         result = quantizer.Quantizer(str(fp32), recipe.get_quantization_recipe()).quantize()
         result.export_model(str(out), overwrite=True)

@@ -14,14 +14,14 @@ from .tflite_format import NamedOutputs, quiet_converter, sample_inputs
 
 def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, per_channel: bool = True) -> None:
     """Calibrate PT2E observers on the calibration rows and convert to a full-integer `.tflite`."""
-    import litert_torch
-    from litert_torch.quantize import pt2e_quantizer
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
-
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
     example = sample_inputs(source)
     with quiet_converter():
+        import litert_torch
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
         graph = torch.export.export(NamedOutputs(source.model).eval(), (), example).module()
         prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
         with torch.no_grad():

@@ -87,3 +87,18 @@ def test_tflite_int8_needs_the_checkpoint(tflite_bundle):
     failure = next(f for f in manifest.failures if f["format"] == "tflite")
     assert failure["precision"] == "int8" and "give --checkpoint" in failure["error"]
     assert manifest.artifact("model.int8.onnx").verification  # the other INT8 artifacts are still made
+
+
+def test_bench_measures_every_artifact_and_writes_the_plot(tflite_bundle, tmp_path, capsys):
+    from edgemm.cli import main
+
+    png = tmp_path / "plots" / "bench.png"
+    assert main(["bench", str(tflite_bundle), "--plot", str(png), "--runs", "10", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((tflite_bundle / "manifest.json").read_text())
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line and line.split()[0] in {a["file"] for a in manifest["artifacts"]}}
+    assert set(table) == {a["file"] for a in manifest["artifacts"]}
+    assert table[FP32][3] == "litert" and table["model.onnx"][3] == "onnxruntime"
+    p50, p95, throughput = (float(v.replace(",", "")) for v in table[INT8][9:12])
+    assert 0 < p50 <= p95 and throughput > 0
+    assert "accuracy on av-digits:test" in out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

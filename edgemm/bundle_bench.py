@@ -1,0 +1,236 @@
+"""`edgemm bench BUNDLE`: every artifact's size, verification, accuracy and speed on this machine, as a
+table and an accuracy-vs-latency plot. Torch-free, so it runs on the device too."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgemm.export.reference import Infer, ReferenceSet
+from edgemm.export.registry import FORMATS
+from edgemm.export.verify import accuracy_by_mode, run_model
+from edgemm.runtimes import load_bundle
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.manifest import Manifest
+from edgemm.runtimes.model import MODALITY_PATTERNS
+from edgemm.tables import format_table
+
+BATCH = 8  # the throughput batch
+
+
+@dataclass
+class Subject:
+    """Something to benchmark: how to run a batch and what it is."""
+
+    name: str
+    format: str
+    precision: str
+    infer: Infer | None  # None: could not be loaded here (`note` says why)
+    bytes: int
+    verification: str
+    backend: str = "-"
+    note: str = ""
+
+
+@dataclass
+class BenchRow:
+    subject: Subject
+    accuracy: dict[str, float] | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    throughput: float | None = None  # samples/s at batch BATCH
+
+
+def evaluation_set(bundle: Path, manifest: Manifest) -> ReferenceSet:
+    """The av-digits test split the model was trained for (when edgemm's data module can build it), else the
+    small labelled reference set inside the bundle."""
+    data = manifest.model.get("data", {})
+    if data.get("name") == "av-digits":
+        try:
+            from edgemm.data.avdigits import config_from_record, load_split
+            from edgemm.data.features import split_tensors
+
+            test = load_split("test", config_from_record(data))
+            image, audio, present = ReferenceSet.patterns(*split_tensors(test, manifest.image, manifest.audio))
+            no_outputs = np.empty((len(present), 0), np.float32)  # labels only: no reference model here
+            return ReferenceSet(image, audio, present, np.tile(test.labels, 3), no_outputs, no_outputs, "av-digits:test")
+        except ImportError:
+            pass
+    recorded = manifest.model.get("reference")
+    if not recorded:
+        raise EdgemmError(f"{bundle}: no evaluation data (not an av-digits model and no reference samples in the bundle)")
+    ref = ReferenceSet.load(bundle / recorded["file"])
+    ref.name = f"{recorded['file']} ({recorded['samples']} samples)"
+    return ref
+
+
+def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> list[Subject]:
+    """One subject per artifact, loaded through `edgemm.runtimes` with the format's own backend."""
+    subjects = []
+    for art in manifest.artifacts:
+        verdict = "passed" if art.verified else "FAILED"
+        try:
+            model = load_bundle(bundle, backend=FORMATS[art.format].backend, artifact=art.file, threads=threads)
+        except EdgemmError as exc:
+            subjects.append(Subject(art.file, art.format, art.precision, None, art.total_bytes, verdict, note=str(exc)))
+            continue
+        subjects.append(Subject(art.file, art.format, art.precision, model.infer, art.total_bytes, verdict, model.backend.name))
+    return subjects
+
+
+def timings(infer: Infer, data: ReferenceSet, runs: int, warmup: int = 20) -> tuple[float, float, float]:
+    """Batch-1 latency p50/p95 (ms) over `runs` calls on varied samples, and batch-8 throughput (samples/s)."""
+    fused = np.flatnonzero(data.present.all(1))
+    picks = [fused[i % len(fused)] for i in range(runs)]
+    for i in picks[:warmup]:
+        infer(data.image[i : i + 1], data.audio[i : i + 1], data.present[i : i + 1])
+    times = []
+    for i in picks:
+        t0 = time.perf_counter()
+        infer(data.image[i : i + 1], data.audio[i : i + 1], data.present[i : i + 1])
+        times.append((time.perf_counter() - t0) * 1000)
+    eight = (data.image[:BATCH], data.audio[:BATCH], data.present[:BATCH])
+    batch_times = []
+    for k in range(max(runs // 4, 5) + 5):
+        t0 = time.perf_counter()
+        infer(*eight)
+        if k >= 5:
+            batch_times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), BATCH / float(np.median(batch_times))
+
+
+def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None) -> list[BenchRow]:
+    """Accuracy per modality pattern on `data` and timings, every subject measured in this one run."""
+    rows = []
+    for s in progress(subjects) if progress else subjects:
+        if s.infer is None:
+            rows.append(BenchRow(s))
+            continue
+        accuracy = accuracy_by_mode(run_model(s.infer, data).argmax(1), data)
+        rows.append(BenchRow(s, accuracy, *timings(s.infer, data, runs)))
+    return rows
+
+
+def render_bench(rows: list[BenchRow], title: str, baseline: str | None = None) -> str:
+    """The table; with `baseline` (a subject name), a speed-up column against its batch-1 p50."""
+    base = next((r.p50_ms for r in rows if r.subject.name == baseline), None)
+    headers = ["artifact", "format", "precision", "backend", "MB", "verification", *MODALITY_PATTERNS, "p50 ms b1", "p95 ms b1", f"samples/s b{BATCH}"]
+    headers += [f"x {baseline}"] if base else []
+    body = []
+    for r in rows:
+        s = r.subject
+        if r.p50_ms is None:
+            body.append([s.name, s.format, s.precision, s.backend, f"{s.bytes / 1e6:.3f}", s.verification, *(["-"] * (len(headers) - 6))])
+            continue
+        line = [s.name, s.format, s.precision, s.backend, f"{s.bytes / 1e6:.3f}", s.verification,
+                *(f"{r.accuracy[m]:.3f}" for m in MODALITY_PATTERNS), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}", f"{r.throughput:,.0f}"]  # fmt: skip
+        line += [f"{base / r.p50_ms:.1f}x"] if base else []
+        body.append(line)
+    notes = [f"  {r.subject.name}: not run here: {r.subject.note}" for r in rows if r.p50_ms is None and r.subject.note]
+    return "\n".join([format_table(headers, body, title), *notes])
+
+
+def plot_bench(rows: list[BenchRow], path: Path, title: str) -> Path:
+    """Accuracy (fused) against batch-1 p50 latency; marker area ∝ file size, one colour per format.
+    Written to a temp file and renamed, so a failed plot never replaces a good one."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        from edgemm.runtimes.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("--plot", "matplotlib", "export") from exc
+    measured = [r for r in rows if r.p50_ms is not None]
+    formats = list(dict.fromkeys(r.subject.format for r in measured))
+    colours = dict(zip(formats, plt.get_cmap("tab10").colors))
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(11, 5.5), dpi=120, gridspec_kw={"width_ratios": [2.2, 1]})
+    largest = max(r.subject.bytes for r in measured)
+    lines = []
+    for n, r in enumerate(measured, 1):
+        s = r.subject
+        x, y = r.p50_ms, 100 * r.accuracy["fused"]
+        ax.scatter(x, y, s=80 + 900 * s.bytes / largest, color=colours[s.format], alpha=0.6,
+                   edgecolors="red" if s.verification == "FAILED" else "black", linewidths=1.5)  # fmt: skip
+        ax.annotate(str(n), (x, y), ha="center", va="center", fontsize=8, fontweight="bold")
+        lines.append(f"{n:>2}  {s.format:<9}{s.precision:<5}{s.bytes / 1e6:6.2f} MB {r.p50_ms:7.3f} ms {y:6.2f} %{'  FAILED' if s.verification == 'FAILED' else ''}")
+    for fmt in formats:
+        ax.scatter([], [], color=colours[fmt], s=80, label=fmt)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency p50 at batch 1 (ms, log scale) — left is faster")
+    ax.set_ylabel("fused accuracy on the evaluation set (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(title="format", fontsize=8, title_fontsize=8, loc="lower right")
+    key.axis("off")
+    key.text(0, 1, "marker area = file size; red edge = not verified\n\n" + "\n".join(lines), va="top", family="monospace", fontsize=7.5)
+    fig.suptitle(title.replace("; ", "\n", 1), fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def bench_bundle(bundle: str | Path, threads: int | None = None, runs: int = 200, extra: list[Subject] = ()) -> tuple[list[BenchRow], str]:
+    """Benchmark every artifact of a bundle (and `extra` subjects, e.g. the torch eager model); returns the
+    rows and a title naming the evaluation data and the machine."""
+    import platform
+
+    bundle = Path(bundle)
+    manifest = Manifest.read(bundle)
+    data = evaluation_set(bundle, manifest)
+    subjects = [*extra, *bundle_subjects(bundle, manifest, threads)]
+    try:
+        from tqdm import tqdm
+
+        progress = lambda items: tqdm(items, desc="bench", unit="artifact", leave=False)  # noqa: E731
+    except ImportError:
+        progress = None
+    rows = bench(subjects, data, runs, progress)
+    title = (f"{bundle.name}: accuracy on {data.name} ({len(data) // 3} samples x 3 patterns); latency over {runs} runs, "
+             f"{threads or 'default'} threads, {platform.machine()}")  # fmt: skip
+    return rows, title
+
+
+def format_targets(manifest: Manifest, rows: list[BenchRow], baseline: str) -> list[tuple[str, str, bool]]:
+    """Issue 4's targets, measured: verification numbers from the manifest, speed from the bench rows."""
+
+    def worst(precision: str, key: str, pick=max) -> tuple[float, str]:
+        arts = [a for a in manifest.artifacts if a.precision == precision and key in a.verification]
+        if not arts:
+            return float("nan"), "none"
+        art = pick(arts, key=lambda a: a.verification[key])
+        return art.verification[key], art.file
+
+    fp32, fp32_file = worst("fp32", "max_abs_diff")
+    fp16, fp16_file = worst("fp16", "max_abs_diff")
+    fp16_rel, _ = worst("fp16", "max_rel_diff")
+    int8 = [a for a in manifest.artifacts if a.precision == "int8"]
+    agree = min((a.verification.get("top1_agreement_by_mode", {}).get("fused", 0.0) for a in int8), default=float("nan"))
+    drop = max((a.extra.get("quantization", {}).get("drop_points", np.inf) for a in int8), default=float("nan"))
+    base = next(r.p50_ms for r in rows if r.subject.name == baseline)
+    cpu = [r for r in rows if r.p50_ms is not None and r.subject.backend not in ("tensorrt", "torch")]
+    fastest = min(cpu, key=lambda r: r.p50_ms)
+    return [
+        ("every fp32 artifact within 1e-4 max |Δ logits| of torch", f"{fp32:.1e} (worst: {fp32_file})", fp32 <= 1e-4),
+        ("every fp16 artifact within 1e-2 max |Δ logits|", f"{fp16:.1e} abs = {fp16_rel:.1e} of max |logit| (worst: {fp16_file})", fp16 <= 1e-2),
+        ("every int8 artifact ≥ 99% top-1 agreement with the fp32 student (fused)", f"{agree:.2%} (worst of {len(int8)})", agree >= 0.99),
+        ("every int8 artifact ≤ 1 point accuracy loss (worst modality pattern, val)", f"{drop:.2f} points (worst of {len(int8)})", drop <= 1.0),
+        (f"fastest CPU backend ≥ 5x faster than {baseline} (b1 p50)",
+         f"{base / fastest.p50_ms:.1f}x ({fastest.subject.name}, {fastest.subject.backend})", base / fastest.p50_ms >= 5),
+    ]  # fmt: skip
