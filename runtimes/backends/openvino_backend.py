@@ -1,7 +1,9 @@
 """OpenVINO backend: IR (.xml + .bin) on CPU/GPU/NPU (the `device` string is passed through).
 
 Compiled with an f32 inference-precision hint: on CPUs with AMX, OpenVINO otherwise runs bf16 and
-moves logits by up to ~0.1, which is not what the artifact was verified as.
+moves logits by up to ~0.1, which is not what the artifact was verified as. The IR's batch axis is
+dynamic; each batch size seen is also compiled with static shapes (1.5x faster at batch 1 on the
+default student), up to a few sizes, after which the dynamic model serves the rest.
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import numpy as np
 from ..errors import BackendUnavailableError, ModelFileError
 from .base import Backend
 
+STATIC_BATCHES = 4  # batch sizes compiled with static shapes per model
+
 
 class OpenVinoBackend(Backend):
-    """`openvino.Core.compile_model` behind the backend interface, with shared input/output buffers."""
+    """`openvino.Core.compile_model` behind the backend interface, with shared input buffers."""
 
     name = "openvino"
 
@@ -26,18 +30,35 @@ class OpenVinoBackend(Backend):
             raise BackendUnavailableError("the openvino backend", "openvino", "openvino") from exc
         if not self.path.with_suffix(".bin").is_file():
             raise ModelFileError(f"{self.path}: its weights file {self.path.with_suffix('.bin').name} is missing")
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        self._config = {"INFERENCE_PRECISION_HINT": "f32"}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._core = ov.Core()
         try:
-            core = ov.Core()
-            self._compiled = core.compile_model(core.read_model(str(self.path)), device or "CPU", config)
+            self._model = self._core.read_model(str(self.path))
+            compiled = self._compile(self._model)
         except RuntimeError as exc:
             raise ModelFileError(f"{self.path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from exc
-        self._request = self._compiled.create_infer_request()
-        self._inputs = tuple(i.get_any_name() for i in self._compiled.inputs)
-        self._outputs = tuple(o.get_any_name() for o in self._compiled.outputs)
+        self._dynamic = compiled.create_infer_request()
+        self._static: dict[int, object] = {}
+        self._inputs = tuple(i.get_any_name() for i in compiled.inputs)
+        self._outputs = tuple(o.get_any_name() for o in compiled.outputs)
+
+    def _compile(self, model):
+        return self._core.compile_model(model, self.device or "CPU", self._config)
+
+    def _request(self, batch: int):
+        """The infer request compiled for exactly `batch` rows (static shapes), or the dynamic one."""
+        request = self._static.get(batch)
+        if request is None:
+            if len(self._static) >= STATIC_BATCHES:
+                return self._dynamic
+            model = self._model.clone()
+            model.reshape({i.get_any_name(): [batch, *list(i.get_partial_shape())[1:]] for i in model.inputs})
+            request = self._static[batch] = self._compile(model).create_infer_request()
+        return request
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self._request.infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs}, share_inputs=True)
+        batch = len(feeds[self._inputs[0]])
+        result = self._request(batch).infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs}, share_inputs=True)
         return {name: np.array(result[name]) for name in self._outputs}
