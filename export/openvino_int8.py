@@ -15,11 +15,16 @@ from pathlib import Path
 
 import numpy as np
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.model import MODALITY_PATTERNS
 
 from .onnx_int8 import Int8Options
 from .reference import INPUT_NAMES, ReferenceSet
 from .verify import TOLERANCES
+
+
+class NoInt8Error(EdgemmError):
+    """Quantization could not keep any layer in INT8 within the budget."""
 
 
 def validation_items(held_out: ReferenceSet) -> list[dict[str, np.ndarray]]:
@@ -70,8 +75,12 @@ def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, he
             )
         else:
             quantized = nncf.quantize(model, nncf.Dataset(feeds), **common)
+    fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
+    if fake_quantize == 0:
+        raise NoInt8Error("NNCF accuracy control returned every layer to float: no INT8 model meets the budget")
     ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
     return {
+        "fake_quantize_ops": fake_quantize,
         "tool": "nncf.quantize_with_accuracy_control" if labelled else "nncf.quantize",
         "preset": "performance (symmetric)",
         "kept_float": ["Multiply", "Concat", *options.exclude],

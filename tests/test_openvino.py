@@ -80,14 +80,17 @@ def test_quantize_adds_openvino_int8_through_nncf(ov_bundle):
 
     OV_INT8 = FORMATS["openvino"].int8_file
     manifest = quantize_bundle(ov_bundle, "av-digits", Int8Options(max_drop=100.0), log=lambda _: None)
+    failure = next((f for f in manifest.failures if f["format"] == "openvino"), None)
+    if failure is not None:  # the tiny model's fused agreement can stay under 99 % with every layer int8
+        assert "returned every layer to float" in failure["error"] and OV_INT8 not in [a.file for a in manifest.artifacts]
+        return
     art = manifest.artifact(OV_INT8)
     q = art.extra["quantization"]
     assert art.format == "openvino" and art.precision == "int8" and q["tool"] == "nncf.quantize_with_accuracy_control"
-    assert isinstance(q["reverted_to_float"], list)  # layers accuracy control returned to float (fused agreement)
+    assert q["fake_quantize_ops"] > 0 and isinstance(q["reverted_to_float"], list)
     assert art.parts[0]["file"] == "openvino/model.int8.bin" and (ov_bundle / "openvino" / "model.int8.bin").is_file()
     assert q["calibration"]["source"] == "av-digits:train" and art.verification["backend"] == "openvino"
     assert art.verification["budget_met"] and art.verified == (art.verification["top1_agreement_by_mode"]["fused"] >= 0.99)
-
-    assert "FakeQuantize" in (ov_bundle / OV_INT8).read_text() or "i8" in (ov_bundle / OV_INT8).read_text()
+    assert "FakeQuantize" in (ov_bundle / OV_INT8).read_text()
     model = load_bundle(ov_bundle, artifact=OV_INT8)
     assert model.backend.name == "openvino"
