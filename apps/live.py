@@ -1,0 +1,136 @@
+"""`edgemm live` / `python -m edgemm.apps.live`: a bundle on a camera and a microphone in real time.
+
+    edgemm live BUNDLE [--camera SRC] [--mic SRC] [--backend auto] [--headless] [--duration S] [--events FILE]
+    edgemm live BUNDLE --sample          # the built-in sample stream (video + WAV + ground truth)
+    edgemm live --list-devices
+
+Torch-free: the runtime, OpenCV and sounddevice only (the sample stream is generated with edgemm's data
+module on first use)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgemm.runtimes import load_bundle
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.live import LivePipeline, LiveSummary, Timeline, VirtualTimeline, open_microphone
+
+from .sinks import JsonLinesSink, WindowSink, display_available
+from .truth import GroundTruth, Scorer
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the live app (shared by `edgemm live` and `python -m edgemm.apps.live`)."""
+    p.add_argument("bundle", nargs="?", help="the bundle to run")
+    p.add_argument("--camera", help="device index, video file, rtsp://… or http://… URL, GStreamer pipeline, or csi://N[?width=&height=&fps=]")
+    p.add_argument("--mic", help="input device index or name substring, or an audio file played as a microphone")
+    p.add_argument("--sample", action="store_true", help="run on the built-in sample stream (generated video + spoken digits) and score it")
+    p.add_argument("--backend", default="auto", help="auto or a backend name")
+    p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--headless", action="store_true", help="no window: JSON-lines events (stdout unless --events)")
+    p.add_argument("--events", help="write JSON-lines events to this file ('-' for stdout)")
+    p.add_argument("--duration", type=float, help="stop after S seconds (default: until the sources end or Ctrl-C)")
+    p.add_argument("--fast", action="store_true", help="play video/audio files as fast as possible instead of in real time")
+    p.add_argument("--loop", action="store_true", help="loop an audio file used as the microphone")
+    p.add_argument("--allow-missing", action="store_true", help="start even if the camera or microphone cannot be opened (degraded mode)")
+    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    p.add_argument("--list-devices", action="store_true", help="list cameras and microphones, then exit")
+
+
+def list_devices() -> str:
+    from edgemm.runtimes.live.camera import list_cameras
+    from edgemm.runtimes.live.microphone import list_microphones
+
+    lines = ["cameras:"] + [f"  {c}" for c in list_cameras() or ["(none found)"]]
+    try:
+        mics = list_microphones() or ["(none found)"]
+    except EdgemmError as exc:
+        mics = [f"(cannot list: {exc})"]
+    return "\n".join(lines + ["microphones:"] + [f"  {m}" for m in mics])
+
+
+def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
+    """Run the app for parsed arguments; returns the summary (None for --list-devices)."""
+
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)
+
+    if args.list_devices:
+        print(list_devices())
+        return None
+    if not args.bundle:
+        raise EdgemmError("edgemm live: give a BUNDLE (or --list-devices)")
+    scorer = None
+    camera, mic, default_mic = args.camera, args.mic, False
+    if args.sample:
+        from edgemm.sample_stream import sample_stream
+
+        stream = sample_stream()
+        camera, mic = str(stream.video), str(stream.audio)
+        scorer = Scorer(GroundTruth.load(stream.truth))
+    elif camera is None and mic is None:
+        camera, default_mic = "0", True  # the first camera and the default microphone
+    model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    timeline = VirtualTimeline() if args.fast else Timeline()
+    microphone = None
+    if mic is not None or default_mic:
+        try:
+            microphone = open_microphone(mic, timeline, loop=args.loop)
+        except EdgemmError:
+            if not args.allow_missing:
+                raise
+            say("microphone unavailable: running without audio (--allow-missing)")
+    sinks = []
+    pipeline: LivePipeline | None = None
+    if args.events or args.headless or not display_available():
+        if not args.headless and not args.events:
+            say("no display here: writing JSON-lines events to stdout (--headless to say so)")
+        sinks.append(JsonLinesSink(args.events or "-"))
+    else:
+        sinks.append(WindowSink(model.labels, on_quit=lambda: pipeline.stop()))
+    if scorer is not None:
+        sinks.append(scorer)
+    pipeline = LivePipeline(model, timeline, camera, microphone, sinks, realtime=not args.fast, status=lambda m: say(f"live: {m}"), status_every_s=args.status_every)
+    say(f"live: {model.artifact.file} on {model.backend.name}; camera {camera or '(none)'}; microphone {microphone.name if microphone else '(none)'}"
+        f"{'; as fast as possible' if args.fast else ''}")  # fmt: skip
+    pipeline.start(allow_missing=args.allow_missing)
+    summary = pipeline.run(args.duration)
+    say(f"live summary{' (interrupted)' if summary.interrupted else ''}: {summary.line()}")
+    say(f"  camera reopens {summary.camera_reopens}, mic reopens {summary.mic_reopens}, bad timestamps {summary.bad_timestamps}, "
+        f"max queue depth {summary.max_queue_depth}, A/V skew max {summary.to_dict()['av_skew_max_ms'] or 0:.1f} ms")  # fmt: skip
+    if scorer is not None:
+        offline = offline_accuracy(model, scorer)
+        live = scorer.accuracy
+        say(f"  live accuracy {'-' if live is None else f'{live:.3f}'} on {scorer.scored} scored answers over {len(scorer.segments)} segments; "
+            f"offline accuracy on the same samples {offline:.3f}")  # fmt: skip
+        summary.live_accuracy, summary.offline_accuracy = live, offline
+    return summary
+
+
+def offline_accuracy(model, scorer: Scorer) -> float:
+    """The same bundle on the same segments' samples, aligned exactly as in the test split (no live timing)."""
+    from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
+
+    test = load_split("test", config_from_record(model.manifest.model.get("data", {})))
+    segments = sorted(scorer.segments) or range(len(scorer.truth.segments))
+    index = [scorer.truth.segments[k]["test_index"] for k in segments]
+    preds = model.predict_batch(images=[test.images[i] for i in index], audios=[test.audio[i] for i in index], sample_rate=SAMPLE_RATE, color_order="RGB")
+    return sum(p.label == str(int(test.labels[i])) for p, i in zip(preds, index)) / len(index)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgemm.apps.live", description=__doc__.splitlines()[0])
+    add_live_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except EdgemmError as exc:
+        print(f"edgemm live: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

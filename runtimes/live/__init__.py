@@ -1,0 +1,25 @@
+"""Live camera + microphone streams for `edgemm.runtimes`: sources on one monotonic microsecond clock,
+an audio ring buffer, A/V synchronisation, newest-frame-wins flow control and the inference pipeline.
+Torch-free; OpenCV and sounddevice are imported only by the sources that need them."""
+from .camera import CameraSource, camera_pipeline
+from .clock import Timeline, VirtualTimeline, now_us
+from .flow import LatestSlot
+from .microphone import FileMicrophone, MicrophoneSource, open_microphone
+from .pipeline import LiveEvent, LivePipeline, LiveSummary
+from .ring import AudioRing
+
+__all__ = [
+    "AudioRing",
+    "CameraSource",
+    "FileMicrophone",
+    "LatestSlot",
+    "LiveEvent",
+    "LivePipeline",
+    "LiveSummary",
+    "MicrophoneSource",
+    "Timeline",
+    "VirtualTimeline",
+    "camera_pipeline",
+    "now_us",
+    "open_microphone",
+]

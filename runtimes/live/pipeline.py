@@ -1,0 +1,230 @@
+"""The live pipeline: camera → newest-frame slot → audio window ending at the frame's time → preprocess →
+backend → sinks, with at most one inference in flight. A dead camera gives audio-only answers, a dead
+microphone image-only ones, while the sources reopen themselves."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..model import BundleModel, Prediction
+from .camera import CameraSource, Frame
+from .clock import Timeline, now_us
+from .flow import LatestSlot
+from .microphone import AudioSource
+
+Sink = Callable[["LiveEvent"], None]
+
+
+@dataclass
+class LiveEvent:
+    """One answer: when its input was captured, what it used, how long it took."""
+
+    t_ms: float  # capture time on the stream's timeline, from its start
+    frame_index: int | None  # None for an audio-only answer
+    prediction: Prediction
+    latency_ms: float  # capture → result
+    skew_ms: float | None  # video time − end of the audio window used (positive: audio behind)
+    audio_level_db: float | None
+    image: np.ndarray | None = field(default=None, repr=False)  # the frame, for display sinks
+
+    def to_dict(self) -> dict:
+        return {
+            "t_ms": round(self.t_ms, 3),
+            "frame": self.frame_index,
+            **self.prediction.to_dict(),
+            "latency_ms": round(self.latency_ms, 3),
+            "av_skew_ms": None if self.skew_ms is None else round(self.skew_ms, 3),
+            "audio_level_db": None if self.audio_level_db is None else round(self.audio_level_db, 1),
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+@dataclass
+class LiveSummary:
+    """What a run did, for the periodic status line, the exit report and the benchmarks."""
+
+    seconds: float = 0.0
+    frames: int = 0
+    answers: int = 0
+    audio_only: int = 0
+    image_only: int = 0
+    drops: int = 0
+    bad_timestamps: int = 0
+    mic_overflows: int = 0
+    camera_reopens: int = 0
+    mic_reopens: int = 0
+    max_queue_depth: int = 0
+    latency_ms: list[float] = field(default_factory=list, repr=False)
+    skew_ms: list[float] = field(default_factory=list, repr=False)
+    interrupted: bool = False
+    live_accuracy: float | None = None  # set by the app when the stream has ground truth
+    offline_accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        s = max(self.seconds, 1e-9)
+        return {
+            "seconds": round(self.seconds, 2),
+            "input_fps": round(self.frames / s, 2),
+            "inference_fps": round(self.answers / s, 2),
+            "latency_p50_ms": percentile(self.latency_ms, 50),
+            "latency_p95_ms": percentile(self.latency_ms, 95),
+            "drops": self.drops,
+            "bad_timestamps": self.bad_timestamps,
+            "mic_overflows": self.mic_overflows,
+            "av_skew_p50_ms": percentile([abs(v) for v in self.skew_ms], 50),
+            "av_skew_max_ms": max((abs(v) for v in self.skew_ms), default=None),
+            "answers": self.answers,
+            "audio_only_answers": self.audio_only,
+            "image_only_answers": self.image_only,
+            "camera_reopens": self.camera_reopens,
+            "mic_reopens": self.mic_reopens,
+            "max_queue_depth": self.max_queue_depth,
+            "interrupted": self.interrupted,
+            "live_accuracy": self.live_accuracy,
+            "offline_accuracy": self.offline_accuracy,
+        }
+
+    def line(self) -> str:
+        d = self.to_dict()
+
+        def ms(v):
+            return "-" if v is None else f"{v:.1f}"
+
+        return (f"in {d['input_fps']:.1f} fps, inference {d['inference_fps']:.1f}/s, latency p50 {ms(d['latency_p50_ms'])} ms "
+                f"p95 {ms(d['latency_p95_ms'])} ms, drops {self.drops}, mic overflows {self.mic_overflows}, "
+                f"A/V skew p50 {ms(d['av_skew_p50_ms'])} ms, answers {self.answers} (audio-only {self.audio_only}, image-only {self.image_only})")  # fmt: skip
+
+
+class LivePipeline:
+    """Runs a bundle on a camera and/or a microphone until a duration, the end of file sources, or `stop()`."""
+
+    def __init__(
+        self,
+        model: BundleModel,
+        timeline: Timeline,
+        camera: str | None = None,
+        mic: AudioSource | None = None,
+        sinks: list[Sink] = (),
+        realtime: bool = True,
+        audio_only_hz: float = 10.0,
+        status: Callable[[str], None] | None = None,
+        status_every_s: float = 5.0,
+    ) -> None:
+        self.model = model
+        self.timeline = timeline
+        self.slot: LatestSlot[Frame] = LatestSlot()
+        self.camera = CameraSource(camera, timeline, self._on_frame, realtime) if camera is not None else None
+        self.mic = mic
+        self.sinks = list(sinks)
+        self.audio_only_period = 1.0 / audio_only_hz
+        self.status = status
+        self.status_every_s = status_every_s
+        self.summary = LiveSummary()
+        self.depth_seen: list[tuple[float, int]] = []  # (seconds since start, items waiting when a frame arrived)
+        self.t0_us: int | None = None
+        self._clip = model.manifest.audio.clip_seconds
+        self._stopping = False
+
+    def _on_frame(self, frame: Frame) -> None:
+        self.depth_seen.append(((frame.captured_us - (self.t0_us or frame.captured_us)) / 1e6, self.slot.depth))
+        self.slot.put(frame)
+
+    def start(self, allow_missing: bool = False) -> None:
+        """Open the sources (a source that cannot open is an error unless `allow_missing`)."""
+        self.t0_us = self.timeline.now()
+        if self.mic is not None:
+            self.mic.start(allow_missing)
+        if self.camera is not None:
+            self.camera.start(allow_missing)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.slot.close()
+
+    def _audio(self, t_us: int) -> tuple[np.ndarray | None, int | None]:
+        """The audio window ending at `t_us` (or the newest there is) and its end time; None if no live audio."""
+        if self.mic is None or not self.mic.alive:
+            return None, None
+        ring = self.mic.ring
+        if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video
+            deadline = time.monotonic() + 0.2
+            while (ring.end_us or 0) < t_us and not self.mic.ended and time.monotonic() < deadline:
+                time.sleep(0.001)
+        got = ring.window(t_us, round(self._clip * ring.sample_rate))
+        return got if got is not None else (None, None)
+
+    def _answer(self, t_us: int, captured_us: int, frame: Frame | None) -> None:
+        audio, audio_end = self._audio(t_us)
+        if frame is None and audio is None:
+            return
+        rate = self.mic.ring.sample_rate if audio is not None else None
+        prediction = self.model.predict(image=None if frame is None else frame.image, audio=audio, sample_rate=rate, color_order="BGR")
+        level = None if audio is None else 20 * float(np.log10(np.sqrt(np.mean(audio**2)) + 1e-9))
+        skew = None if audio is None or frame is None else (t_us - audio_end) / 1000
+        event = LiveEvent((t_us - self.t0_us) / 1000, None if frame is None else frame.index, prediction,
+                          (now_us() - captured_us) / 1000, skew, level, None if frame is None else frame.image)  # fmt: skip
+        s = self.summary
+        s.answers += 1
+        s.audio_only += frame is None
+        s.image_only += audio is None
+        s.latency_ms.append(event.latency_ms)
+        if skew is not None:
+            s.skew_ms.append(skew)
+        for sink in self.sinks:
+            sink(event)
+
+    def _finished(self, deadline_us: int | None) -> bool:
+        if self._stopping or self.timeline.stopped:
+            return True
+        if deadline_us is not None and self.timeline.now() >= deadline_us:
+            return True
+        camera_done = self.camera is None or self.camera.ended
+        mic_done = self.mic is None or self.mic.ended
+        return camera_done and mic_done and self.slot.depth == 0
+
+    def run(self, duration_s: float | None = None) -> LiveSummary:
+        """Answer until done; Ctrl-C ends the run cleanly. Sources are stopped and joined before returning."""
+        if self.t0_us is None:
+            self.start()
+        deadline = None if duration_s is None else self.t0_us + int(duration_s * 1e6)
+        started, last_status = time.monotonic(), time.monotonic()
+        try:
+            while not self._finished(deadline):
+                camera_live = self.camera is not None and self.camera.alive
+                frame = self.slot.take(timeout=0.05 if camera_live else self.audio_only_period)
+                if frame is not None:
+                    self._answer(frame.t_us, frame.captured_us, frame)
+                elif not camera_live and self.mic is not None and self.mic.alive:
+                    t = self.mic.ring.end_us
+                    self._answer(t, t if not self.timeline.virtual else now_us(), None)  # audio-only while there is no video
+                if self.status and time.monotonic() - last_status >= self.status_every_s:
+                    last_status = time.monotonic()
+                    self.status(self._collect(time.monotonic() - started).line())
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            self.timeline.stop()
+            for source in (self.camera, self.mic):
+                if source is not None:
+                    source.stop()
+                    source.join()
+            for sink in self.sinks:
+                getattr(sink, "close", lambda: None)()
+        return self._collect(time.monotonic() - started)
+
+    def _collect(self, seconds: float) -> LiveSummary:
+        s = self.summary
+        s.seconds = seconds
+        s.drops = self.slot.drops
+        s.max_queue_depth = self.slot.max_depth
+        if self.camera is not None:
+            s.frames, s.bad_timestamps, s.camera_reopens = self.camera.frames, self.camera.bad_timestamps, self.camera.reopens
+        if self.mic is not None:
+            s.mic_overflows, s.mic_reopens = self.mic.overflows, self.mic.reopens
+        return s
