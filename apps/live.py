@@ -32,7 +32,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="no window: JSON-lines events (stdout unless --events)")
     p.add_argument("--events", help="write JSON-lines events to this file ('-' for stdout)")
     p.add_argument("--duration", type=float, help="stop after S seconds (default: until the sources end or Ctrl-C)")
-    p.add_argument("--fast", action="store_true", help="play video/audio files as fast as possible instead of in real time")
+    p.add_argument("--fast", action="store_true", help="play video/audio files as fast as possible (every frame answered) instead of in real time")
     p.add_argument("--loop", action="store_true", help="loop an audio file used as the microphone")
     p.add_argument("--allow-missing", action="store_true", help="start even if the camera or microphone cannot be opened (degraded mode)")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")

@@ -1,4 +1,4 @@
-"""The `edgemm` command line. Device-side commands (info, predict) never import torch."""
+"""The `edgemm` command line. Device-side commands (info, predict, bench, live, build-engine) never import torch."""
 from __future__ import annotations
 
 import argparse
@@ -126,6 +126,13 @@ def _eager_subject(checkpoint: str, threads: int | None):
     return Subject("torch eager", "pytorch", "fp32", torch_infer(load_checkpoint(path).model), path.stat().st_size, "reference", "torch")
 
 
+def _cmd_live(args: argparse.Namespace) -> int:
+    from edgemm.apps.live import run
+
+    run(args)
+    return 0
+
+
 def _cmd_build_engine(args: argparse.Namespace) -> int:
     from edgemm.export.tensorrt_engine import build_bundle_engines
 
@@ -209,6 +216,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edgemm.apps.live import add_live_arguments
     from edgemm.export.registry import FORMATS
     from edgemm.runtimes.backends import BACKENDS
 
@@ -273,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (after warm-up)")
     p.add_argument("--checkpoint", help="add the checkpoint's model in PyTorch eager as the baseline row (needs torch)")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("live", help="run a bundle on a live camera and microphone (or files, or the built-in sample stream)")
+    add_live_arguments(p)
+    p.set_defaults(func=_cmd_live)
 
     p = sub.add_parser("build-engine", help="on the device: build and verify TensorRT engines from the bundle's ONNX")
     p.add_argument("bundle")

@@ -33,6 +33,21 @@ class Frame:
     image: np.ndarray
 
 
+class MonotonicGuard:
+    """Passes strictly increasing timestamps; counts the rest (a source whose clock jumps back or repeats)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.rejected = 0
+
+    def accept(self, t_us: int) -> bool:
+        if self.last is not None and t_us <= self.last:
+            self.rejected += 1
+            return False
+        self.last = t_us
+        return True
+
+
 def camera_pipeline(spec: str) -> tuple[str | int, str]:
     """What to hand `cv2.VideoCapture` for a `--camera` value, and the kind of source it is:
     "device", "csi", "gstreamer", "stream" or "file"."""
@@ -76,12 +91,11 @@ class CameraSource:
         self.realtime = realtime
         self.frames = 0
         self.reopens = 0
-        self.bad_timestamps = 0
         self.ended = False  # a file played to its end
         self._cap = None
         self._alive = False
         self._next_index = 0  # for files: where to resume after a reopen
-        self._last_t: int | None = None
+        self.order = MonotonicGuard()
         self._t0: int | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -90,6 +104,10 @@ class CameraSource:
     @property
     def alive(self) -> bool:
         return self._alive
+
+    @property
+    def bad_timestamps(self) -> int:
+        return self.order.rejected
 
     def open(self) -> bool:
         """Open (or reopen) the capture; False if it cannot deliver frames."""
@@ -101,9 +119,11 @@ class CameraSource:
             return False
         if self.kind == "device":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue stale frames
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
+        if self.kind == "file" and self.realtime and self._t0 is not None:  # a reopened file resumes at the present
+            self._next_index = max(self._next_index, int((self.timeline.now() - self._t0) * self.fps / 1e6))
         if self.kind == "file" and self._next_index:
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
-        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
         self._cap = cap
         self._alive = True
         return True
@@ -157,10 +177,8 @@ class CameraSource:
                 self.timeline.advance(t)
         else:
             t = self.timeline.now()
-        if self._last_t is not None and t <= self._last_t:
-            self.bad_timestamps += 1  # non-monotonic or duplicate: dropped, never passed on
-            return
-        self._last_t = t
+        if not self.order.accept(t):
+            return  # non-monotonic or duplicate timestamp: dropped (counted), never passed on
         self.frames += 1
         self.on_frame(Frame(t, captured, index, image))
 

@@ -19,14 +19,18 @@ class LatestSlot(Generic[T]):
         self.max_depth = 0
         self._closed = False
 
-    def put(self, item: T) -> None:
+    def put(self, item: T, wait: bool = False) -> None:
+        """Offer an item; with `wait` (offline playback, where every frame counts), first wait for the
+        previous item to be taken instead of dropping it."""
         with self._cond:
+            while wait and self._item is not None and not self._closed:
+                self._cond.wait(0.1)
             if self._item is not None:
                 self.drops += 1
             self._item = item
             self.puts += 1
             self.max_depth = max(self.max_depth, self.depth)
-            self._cond.notify()
+            self._cond.notify_all()
 
     @property
     def depth(self) -> int:
@@ -39,6 +43,7 @@ class LatestSlot(Generic[T]):
             if self._item is None and not self._closed:
                 self._cond.wait(timeout)
             item, self._item = self._item, None
+            self._cond.notify_all()
             return item
 
     def close(self) -> None:

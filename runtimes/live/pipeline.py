@@ -130,10 +130,17 @@ class LivePipeline:
         self.t0_us: int | None = None
         self._clip = model.manifest.audio.clip_seconds
         self._stopping = False
+        self._pushed = 0
 
     def _on_frame(self, frame: Frame) -> None:
         self.depth_seen.append(((frame.captured_us - (self.t0_us or frame.captured_us)) / 1e6, self.slot.depth))
-        self.slot.put(frame)
+        self.slot.put(frame, wait=self.timeline.virtual)  # files as fast as possible: every frame, no drops
+
+    def push(self, image: np.ndarray, t_us: int | None = None) -> None:
+        """Hand the pipeline a frame from your own capture (stamped now unless `t_us` is given)."""
+        now = now_us()
+        self._pushed += 1
+        self._on_frame(Frame(self.timeline.now() if t_us is None else t_us, now, self._pushed - 1, image))
 
     def start(self, allow_missing: bool = False) -> None:
         """Open the sources (a source that cannot open is an error unless `allow_missing`)."""
@@ -184,7 +191,11 @@ class LivePipeline:
             return True
         if deadline_us is not None and self.timeline.now() >= deadline_us:
             return True
+        if self.camera is None and self.mic is None:
+            return False  # frames are pushed by the embedding application until stop()
         camera_done = self.camera is None or self.camera.ended
+        if camera_done and self.camera is not None and self.timeline.virtual:
+            return self.slot.depth == 0  # the video drives a virtual timeline: when it ends, time stops
         mic_done = self.mic is None or self.mic.ended
         return camera_done and mic_done and self.slot.depth == 0
 

@@ -1,0 +1,242 @@
+"""The live pipeline with real components: OpenCV reading generated video files, audio files streamed in
+real time, the ring buffer's sync windows, flow control against a deliberately slow backend, a camera
+that dies mid-run and comes back, the app's JSON lines, sounddevice without a device, Ctrl-C."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from edgemm.runtimes import load_bundle
+from edgemm.runtimes.live import AudioRing, LatestSlot, LivePipeline, Timeline, VirtualTimeline
+from edgemm.runtimes.live.camera import CameraSource, MonotonicGuard, camera_pipeline
+from edgemm.runtimes.live.errors import SourceUnavailableError
+from edgemm.runtimes.live.microphone import FileMicrophone
+
+cv2 = pytest.importorskip("cv2")
+soundfile = pytest.importorskip("soundfile")
+
+FPS = 30
+
+
+def write_video(path, frames: int, size=(64, 48), fps=FPS):
+    """An MJPG video whose frame i is filled with grey level 2*i (so frames can be identified)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 2 * i, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def av_files(tmp_path, tiny_test_split):
+    """A 3 s video of test digits and a matching 48 kHz stereo WAV (so the mic path resamples and mixes down)."""
+    s = tiny_test_split
+    video = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (112, 112))
+    for k in range(3):
+        frame = cv2.cvtColor(cv2.resize(s.images[k], (112, 112)), cv2.COLOR_GRAY2BGR)
+        for _ in range(FPS):
+            video.write(frame)
+    video.release()
+    mono = np.concatenate([s.audio[k] for k in range(3)]).astype(np.float32) / 32768
+    up = np.interp(np.arange(len(mono) * 3) / 3, np.arange(len(mono)), mono)  # 16 kHz → 48 kHz
+    soundfile.write(str(tmp_path / "a.wav"), np.stack([up, up], 1), 48000, subtype="PCM_16")
+    return tmp_path / "v.avi", tmp_path / "a.wav"
+
+
+def test_camera_spec_forms():
+    assert camera_pipeline("0") == (0, "device")
+    pipe, kind = camera_pipeline("csi://1?width=640&height=480&fps=15")
+    assert kind == "csi" and pipe.startswith("nvarguscamerasrc sensor-id=1 ! ") and "width=640,height=480,framerate=15/1" in pipe
+    assert pipe.endswith("appsink drop=true max-buffers=1 sync=false")
+    assert camera_pipeline("rtsp://cam.local/stream") == ("rtsp://cam.local/stream", "stream")
+    assert camera_pipeline("videotestsrc ! videoconvert ! appsink")[1] == "gstreamer"
+    with pytest.raises(SourceUnavailableError, match="camera /no/such.mp4: no such file"):
+        CameraSource("/no/such.mp4", Timeline(), lambda f: None)
+
+
+def test_opencv_reads_a_video_file_on_its_media_timeline(tmp_path):
+    path = write_video(tmp_path / "v.avi", 45)
+    frames = []
+    timeline = VirtualTimeline()
+    cam = CameraSource(str(path), timeline, frames.append, realtime=False)
+    cam.start()
+    cam.join(10)
+    assert cam.ended and cam.frames == 45 and [f.index for f in frames] == list(range(45))
+    assert [f.t_us - frames[0].t_us for f in frames] == [round(i * 1e6 / FPS) for i in range(45)]
+    assert abs(int(frames[10].image.mean()) - 20) <= 2  # frame 10 really is the 11th frame written
+    assert timeline.now() == frames[-1].t_us  # the video advanced the virtual clock
+
+
+def test_real_time_playback_paces_frames_and_audio(tmp_path, av_files):
+    video, wav = av_files
+    timeline = Timeline()
+    got = []
+    mic = FileMicrophone(wav, timeline)
+    cam = CameraSource(str(video), timeline, got.append, realtime=True)
+    start = time.monotonic()
+    mic.start()
+    cam.start()
+    time.sleep(1.0)
+    newest, t_mid = mic.ring.end_us, timeline.now()
+    cam.join(10)
+    mic.join(10)
+    assert 2.8 < time.monotonic() - start < 4.0  # a 3 s file plays in about 3 s
+    assert abs(newest - t_mid) < 60_000  # the file microphone keeps up with the clock (20 ms blocks)
+    assert mic.ring.sample_rate == 48000 and mic.ended and cam.frames == 90
+    lag = [(f.captured_us - f.t_us) / 1000 for f in got]
+    assert np.median(lag) < 20  # frames arrive at their media time
+
+
+def test_ring_buffer_windows_match_known_timestamps():
+    ring = AudioRing(sample_rate=1000, seconds=2.0)
+    for k in range(30):  # 30 blocks of 100 samples; sample n has value n and time n+1 ms (block end stamps)
+        block = np.arange(k * 100, (k + 1) * 100, dtype=np.float32)
+        ring.write(block, end_us=(k + 1) * 100 * 1000)
+    window, end = ring.window(end_us=2_500_000, samples=500)
+    assert end == 2_500_000 and window[-1] == 2499 and window[0] == 2000  # exactly the samples ending at 2.5 s
+    window, end = ring.window(end_us=9_000_000, samples=100)  # later than the newest sample: the newest window
+    assert end == 3_000_000 and window[-1] == 2999
+    assert ring.window(end_us=500_000, samples=100) is None  # older than the 2 s the ring holds
+    assert ring.window(end_us=3_000_000, samples=5000) is None  # longer than the ring
+
+
+def test_monotonic_guard_and_latest_slot():
+    guard = MonotonicGuard()
+    assert [guard.accept(t) for t in (10, 20, 20, 15, 30)] == [True, True, False, False, True] and guard.rejected == 2
+    slot = LatestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.take(0) == 4 and slot.drops == 4 and slot.max_depth == 1 and slot.take(0.01) is None
+
+
+def test_slow_backend_drops_stale_frames_and_latency_stays_bounded(tiny_bundle, tmp_path):
+    model = load_bundle(tiny_bundle, threads=1)
+    run = model.backend.run
+
+    def slow(feeds):
+        time.sleep(0.1)  # 10 answers/s against a 30 fps camera
+        return run(feeds)
+
+    model.backend.run = slow
+    video = write_video(tmp_path / "v.avi", 90)
+    pipeline = LivePipeline(model, Timeline(), camera=str(video))
+    summary = pipeline.run()
+    assert summary.frames == 90 and summary.drops >= 50 and summary.max_queue_depth == 1
+    assert summary.answers + summary.drops == 90
+    lat = summary.latency_ms
+    assert max(lat) < 250  # one inference plus at most one wait: never a queue
+    assert np.median(lat[-5:]) < np.median(lat[:5]) + 50  # latency does not grow over the run
+
+
+def test_frames_of_other_sizes_and_layouts_are_answered(tiny_bundle):
+    import threading
+
+    model = load_bundle(tiny_bundle, threads=1)
+    answers = []
+    pipeline = LivePipeline(model, Timeline(), sinks=[answers.append])
+    pipeline.start()
+    worker = threading.Thread(target=pipeline.run, daemon=True)
+    worker.start()
+    images = [np.zeros((480, 640, 3), np.uint8), np.zeros((30, 40), np.uint8), np.zeros((100, 50, 4), np.uint8)]  # BGR, grey, BGRA
+    for i, image in enumerate(images):
+        pipeline.push(image)
+        deadline = time.monotonic() + 10
+        while len(answers) <= i and time.monotonic() < deadline:
+            time.sleep(0.005)
+    pipeline.stop()
+    worker.join(5)
+    assert [a.frame_index for a in answers] == [0, 1, 2]
+    assert all(a.prediction.modalities == ("image",) and a.skew_ms is None for a in answers)
+
+
+def test_camera_dying_mid_run_gives_audio_only_answers_then_reopens(tiny_bundle, tmp_path, av_files):
+    """The video file is cut short (its header still promises 3 s): the camera dies after ~1 s, the app goes
+    on audio-only and keeps reopening; when the full file is back, the camera resumes at the present."""
+    import threading
+
+    full, wav = av_files
+    data = full.read_bytes()
+    video = tmp_path / "cam.avi"
+    video.write_bytes(data[: len(data) // 3])
+    model = load_bundle(tiny_bundle, threads=1)
+    timeline = Timeline()
+    answers = []
+    pipeline = LivePipeline(model, timeline, camera=str(video), mic=FileMicrophone(wav, timeline), sinks=[answers.append])
+    restore = threading.Timer(1.8, lambda: video.write_bytes(data))
+    pipeline.start()
+    restore.start()
+    summary = pipeline.run()
+    restore.cancel()
+    kinds = [a.prediction.modalities for a in answers]
+    assert summary.audio_only > 0 and ("audio",) in kinds  # while the camera was dead
+    first_audio_only = kinds.index(("audio",))
+    assert ("image", "audio") in kinds[first_audio_only:]  # fused answers again after the reopen
+    assert summary.camera_reopens >= 1
+    assert all(a.frame_index is None for a in answers if a.prediction.modalities == ("audio",))
+
+
+def test_microphone_ending_gives_image_only_answers(tiny_bundle, tmp_path, av_files):
+    video, wav = av_files
+    audio, rate = soundfile.read(str(wav))
+    short = tmp_path / "short.wav"
+    soundfile.write(str(short), audio[: int(1.5 * rate)], rate)  # 1.5 s of audio for 3 s of video
+    model = load_bundle(tiny_bundle, threads=1)
+    timeline = VirtualTimeline()
+    answers = []
+    pipeline = LivePipeline(model, timeline, camera=str(video), mic=FileMicrophone(short, timeline), sinks=[answers.append], realtime=False)
+    summary = pipeline.run()
+    kinds = [a.prediction.modalities for a in answers]
+    assert ("image", "audio") in kinds and kinds[-1] == ("image",) and summary.image_only > 0
+
+
+def run_app(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "edgemm.apps.live", *map(str, args)], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_app_writes_json_lines_and_a_summary(tiny_bundle, av_files):
+    video, wav = av_files
+    proc = run_app(tiny_bundle, "--camera", video, "--mic", wav, "--headless", "--fast")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(events) >= 60 and {"t_ms", "frame", "label", "probabilities", "modalities", "latency_ms", "av_skew_ms"} <= set(events[0])
+    fused = [e for e in events if e["modalities"] == ["image", "audio"]]
+    assert fused and all(abs(e["av_skew_ms"]) < 40 for e in fused)  # the window ends at the frame's time
+    assert [e["t_ms"] for e in events] == sorted(e["t_ms"] for e in events)
+    assert "live summary:" in proc.stderr and "max queue depth 1" in proc.stderr
+
+
+def test_app_errors_name_the_source(tiny_bundle, tmp_path):
+    proc = run_app(tiny_bundle, "--camera", tmp_path / "missing.avi", "--headless")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"edgemm live: error: camera {tmp_path / 'missing.avi'}: no such file, device index, URL or pipeline"
+    proc = run_app(tiny_bundle, "--camera", "7", "--headless", "--duration", "1")
+    assert proc.returncode == 2 and "cannot be opened" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sounddevice_without_an_input_device_is_a_clear_error():
+    from edgemm.runtimes.live.microphone import MicrophoneSource, sounddevice
+
+    try:
+        sd = sounddevice()
+    except SourceUnavailableError as exc:
+        pytest.skip(f"PortAudio is not installed here ({exc})")
+    if any(d["max_input_channels"] > 0 for d in sd.query_devices()):
+        pytest.skip("this machine has a microphone")
+    with pytest.raises(SourceUnavailableError, match=r"microphone \(default\): no input device"):
+        MicrophoneSource(None, Timeline())
+    with pytest.raises(SourceUnavailableError, match="microphone 'usb': no input device with that name"):
+        MicrophoneSource("usb", Timeline())
+
+
+def test_ctrl_c_shuts_down_cleanly(tiny_bundle, av_files):
+    video, wav = av_files
+    proc = subprocess.Popen([sys.executable, "-m", "edgemm.apps.live", str(tiny_bundle), "--camera", str(video), "--mic", str(wav), "--headless"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = proc.stdout.readline()  # an answer: the pipeline is running
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert json.loads(first)["frame"] is not None
+    assert proc.returncode == 0 and "live summary (interrupted)" in err and "Traceback" not in err
