@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgemm-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean portaudio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/edgemm demo
 
-test: install
+# PortAudio (for sounddevice's microphone source) is a system library: installed here when we run as
+# root with apt; otherwise the tests that truly need it skip and say why. `make demo` never needs it.
+portaudio:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then \
+		apt-get install -y -q libportaudio2 >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libportaudio2 >/dev/null 2>&1; } || \
+		echo "make: could not install libportaudio2; microphone tests will skip"; fi
+
+test: install portaudio
 	$(BIN)/python -m pytest -q
 
 clean:

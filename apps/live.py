@@ -15,6 +15,7 @@ from pathlib import Path
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.live import LivePipeline, LiveSummary, Timeline, VirtualTimeline, open_microphone
+from edgemm.runtimes.live.camera import check_camera
 
 from .sinks import JsonLinesSink, WindowSink, display_available
 from .truth import GroundTruth, Scorer
@@ -23,8 +24,9 @@ from .truth import GroundTruth, Scorer
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the live app (shared by `edgemm live` and `python -m edgemm.apps.live`)."""
     p.add_argument("bundle", nargs="?", help="the bundle to run")
-    p.add_argument("--camera", help="device index, video file, rtsp://… or http://… URL, GStreamer pipeline, or csi://N[?width=&height=&fps=]")
-    p.add_argument("--mic", help="input device index or name substring, or an audio file played as a microphone")
+    p.add_argument("--camera", help="device index (default 0), video file, rtsp://… or http://… URL, GStreamer pipeline, "
+                   "csi://N[?width=&height=&fps=], or none")  # fmt: skip
+    p.add_argument("--mic", help="input device index or name substring (default: the default input), an audio file played as a microphone, or none")
     p.add_argument("--sample", action="store_true", help="run on the built-in sample stream (generated video + spoken digits) and score it")
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
@@ -33,7 +35,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", help="write JSON-lines events to this file ('-' for stdout)")
     p.add_argument("--duration", type=float, help="stop after S seconds (default: until the sources end or Ctrl-C)")
     p.add_argument("--fast", action="store_true", help="play video/audio files as fast as possible (every frame answered) instead of in real time")
-    p.add_argument("--loop", action="store_true", help="loop an audio file used as the microphone")
+    p.add_argument("--loop", action="store_true", help="loop video and audio files (for long runs on recorded streams)")
     p.add_argument("--allow-missing", action="store_true", help="start even if the camera or microphone cannot be opened (degraded mode)")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones, then exit")
@@ -63,19 +65,20 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     if not args.bundle:
         raise EdgemmError("edgemm live: give a BUNDLE (or --list-devices)")
     scorer = None
-    camera, mic, default_mic = args.camera, args.mic, False
+    camera, mic = args.camera or "0", args.mic  # the first camera and the default microphone unless told
     if args.sample:
         from edgemm.sample_stream import sample_stream
 
         stream = sample_stream()
         camera, mic = str(stream.video), str(stream.audio)
         scorer = Scorer(GroundTruth.load(stream.truth))
-    elif camera is None and mic is None:
-        camera, default_mic = "0", True  # the first camera and the default microphone
+    camera = None if camera == "none" else camera
+    if camera is not None:
+        check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
     timeline = VirtualTimeline() if args.fast else Timeline()
     microphone = None
-    if mic is not None or default_mic:
+    if mic != "none":
         try:
             microphone = open_microphone(mic, timeline, loop=args.loop)
         except EdgemmError:
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
         sinks.append(WindowSink(model.labels, on_quit=lambda: pipeline.stop()))
     if scorer is not None:
         sinks.append(scorer)
-    pipeline = LivePipeline(model, timeline, camera, microphone, sinks, realtime=not args.fast, status=lambda m: say(f"live: {m}"), status_every_s=args.status_every)
+    pipeline = LivePipeline(model, timeline, camera, microphone, sinks, realtime=not args.fast, loop=args.loop, status=lambda m: say(f"live: {m}"), status_every_s=args.status_every)
     say(f"live: {model.artifact.file} on {model.backend.name}; camera {camera or '(none)'}; microphone {microphone.name if microphone else '(none)'}"
         f"{'; as fast as possible' if args.fast else ''}")  # fmt: skip
     pipeline.start(allow_missing=args.allow_missing)
@@ -120,15 +123,22 @@ def offline_accuracy(model, scorer: Scorer) -> float:
     return sum(p.label == str(int(test.labels[i])) for p, i in zip(preds, index)) / len(index)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgemm.apps.live", description=__doc__.splitlines()[0])
+def build_parser(prog: str = "python -m edgemm.apps.live") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     add_live_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         run(args)
     except EdgemmError as exc:
         print(f"edgemm live: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the pipeline started (loading the bundle, opening sources)
+        print("edgemm live: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -21,12 +21,16 @@ class GroundTruth:
         data = json.loads(Path(path).read_text())
         return cls(data["segments"], float(data["segment_s"]), tuple(data["scored_s"]))
 
-    def label_at(self, t_s: float) -> str | None:
-        k = int(t_s // self.segment_s)
-        if not 0 <= k < len(self.segments):
+    def segment_at(self, t_s: float) -> int | None:
+        """The segment playing at `t_s` (a looped stream starts again after the last), if t_s is in its scored window."""
+        if t_s < 0:
             return None
-        offset = t_s - k * self.segment_s
-        return self.segments[k]["label"] if self.scored_s[0] <= offset <= self.scored_s[1] else None
+        k = int(t_s // self.segment_s)
+        return k % len(self.segments) if self.scored_s[0] <= t_s - k * self.segment_s <= self.scored_s[1] else None
+
+    def label_at(self, t_s: float) -> str | None:
+        k = self.segment_at(t_s)
+        return None if k is None else self.segments[k]["label"]
 
 
 class Scorer:
@@ -44,7 +48,7 @@ class Scorer:
             return
         self.scored += 1
         self.correct += event.prediction.label == label
-        self.segments.add(int(event.t_ms / 1000 // self.truth.segment_s))
+        self.segments.add(self.truth.segment_at(event.t_ms / 1000))
 
     @property
     def accuracy(self) -> float | None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgemm.apps.live import build_parser as live_parser
+from edgemm.apps.live import run as run_live
 from edgemm.bundle_bench import Subject, bench_bundle, format_targets, plot_bench, render_bench
 from edgemm.checkpoint import default_checkpoint, load_checkpoint, save_checkpoint
 from edgemm.compare import Entry, compare, render, render_targets, targets
@@ -41,6 +43,7 @@ def _student(out: Path, teacher: Path, retrain: bool) -> Path:
 
 
 FORMATS_SPEC = "onnx,openvino,tflite,tensorrt"
+LIVE_SECONDS = 20.0
 
 
 def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
@@ -49,19 +52,19 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     say = lambda m: print(f"    {m}")  # noqa: E731
-    print("1/7 built-in data set av-digits (MNIST digits + espeak-ng spoken digits, cached)")
+    print("1/8 built-in data set av-digits (MNIST digits + espeak-ng spoken digits, cached)")
     say(build())
     teacher_path = _teacher(out, retrain)
     teacher = load_checkpoint(teacher_path)
-    print(f"2/7 teacher {teacher_path}: {count_parameters(teacher.model):,} parameters (trained with seed {teacher.record['training']['seed']})")
+    print(f"2/8 teacher {teacher_path}: {count_parameters(teacher.model):,} parameters (trained with seed {teacher.record['training']['seed']})")
     student_path = _student(out, teacher_path, retrain)
     student = load_checkpoint(student_path)
     run = student.record["distillation"]
-    print(f"3/7 student {student_path}: {count_parameters(student.model):,} parameters, distilled in {run['seconds']:.0f} s "
+    print(f"3/8 student {student_path}: {count_parameters(student.model):,} parameters, distilled in {run['seconds']:.0f} s "
           f"(best val fused {run['best_val_fused']:.3f}, teacher {run['teacher']['val']['fused']:.3f})")  # fmt: skip
 
     bundle = out / "av_digits.edgemm"
-    print(f"4/7 export the student to {FORMATS_SPEC} with INT8 (calibrated on 300 training samples, ≤ 1 accuracy point "
+    print(f"4/8 export the student to {FORMATS_SPEC} with INT8 (calibrated on 300 training samples, ≤ 1 accuracy point "
           f"lost on the val split), each artifact verified through its own runtime → {bundle}")  # fmt: skip
     manifest = export_checkpoint(student_path, FORMATS_SPEC, bundle, log=say, int8_calib="av-digits", int8=Int8Options(max_drop=1.0))
     for art in manifest.artifacts:
@@ -69,7 +72,7 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
         say(f"{art.file}: {'verified' if art.verified else 'FAILED'} ({v.get('backend', '?')}) against {v.get('reference', '?')}: "
             f"max |Δ logits| {v.get('max_abs_diff', float('nan')):.1e}, top-1 agreement {v.get('top1_agreement', 0):.2%}")  # fmt: skip
 
-    print(f"5/7 compression on the test split (held-out images and voices); batch-1 latency on {threads} threads")
+    print(f"5/8 compression on the test split (held-out images and voices); batch-1 latency on {threads} threads")
     test = load_split("test", config_from_record(teacher.record.get("data", {})))
     image, audio = split_tensors(test, teacher.image, teacher.audio)
     reference = ReferenceSet.build(torch_infer(teacher.model), image, audio, test.labels)
@@ -84,7 +87,7 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     print(render(rows, agree_label="agree w/ student fp32"))
     print(render_targets(targets(rows[0], rows[2], rows[1])))
 
-    print(f"6/7 every artifact on this machine ({threads} threads) beside the same student in PyTorch eager")
+    print(f"6/8 every artifact on this machine ({threads} threads) beside the same student in PyTorch eager")
     eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(student.model), student_path.stat().st_size, "reference", "torch")
     bench_rows, title = bench_bundle(bundle, threads=threads, extra=[eager])
     print(render_bench(bench_rows, title, baseline=eager.name))
@@ -93,7 +96,7 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     for f in manifest.failures:
         say(f"not built here: {f['format']} {f['precision']}: {f['error']}" + (f"\n      on the device: {f['on_device']}" if "on_device" in f else ""))
 
-    print("7/7 a prediction from files with the torch-free runtime")
+    print("7/8 a prediction from files with the torch-free runtime")
     auto = load_bundle(bundle, precision="int8", threads=threads)
     index = int(np.flatnonzero(~test.heavy_image & ~test.heavy_audio)[0])
     write_image(out / "sample.png", test.images[index])
@@ -103,9 +106,16 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     say(f"{out / 'sample.png'} + {out / 'sample.wav'} → {pred.label} (p={pred.probabilities[pred.index]:.3f}, truth {test.labels[index]}) "
         f"with {auto.artifact.file} on {auto.backend.name} (backend=auto picks by machine among verified artifacts)")  # fmt: skip
     say(f"try: edgemm predict {bundle} --image {out / 'sample.png'} --audio {out / 'sample.wav'}; edgemm bench {bundle} --plot bench.png")
+
+    print(f"8/8 live: the built-in sample stream (a {LIVE_SECONDS:.0f} s slice of a 30 fps video of test digits + the spoken digits at "
+          f"16 kHz, in real time) through the camera+microphone pipeline")  # fmt: skip
+    live_args = [str(bundle), "--sample", "--headless", "--events", str(out / "live-events.jsonl"), "--duration", str(LIVE_SECONDS),
+                 "--precision", "int8", "--threads", str(threads), "--status-every", "10"]  # fmt: skip
+    summary = run_live(live_parser("edgemm live").parse_args(live_args), out=sys.stdout)
+    say(f"events: {out / 'live-events.jsonl'}; on a device: edgemm live {bundle} (first camera + default microphone; --camera csi://0 on a Jetson)")
     failed = [a.file for a in manifest.artifacts if not a.verified]
     failed += [f"{f['format']} {f['precision']} ({f['error']})" for f in manifest.failures if not f.get("skipped")]
     if failed:
         print(f"edgemm: error: not verified or not produced: {', '.join(failed)}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if summary.live_accuracy is not None else 1

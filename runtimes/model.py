@@ -78,7 +78,10 @@ class BundleModel:
                 raise InputError(f"{name} tensor: expected float32 {(batch, *shape)}, got {arr.dtype} {arr.shape}")
         return self.backend.run({"image": image, "audio": audio, "present": present})
 
-    def _tensors(self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str):
+    def tensors(
+        self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str = "RGB"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Preprocess raw inputs (None where a modality is missing) into the model's (image, audio, present)."""
         img_spec, aud_spec = self.manifest.image, self.manifest.audio
         fill = float(self.manifest.missing_modality.get("fill", 0.0))
         n = len(images)
@@ -114,7 +117,7 @@ class BundleModel:
         if len(images) != len(audios):
             raise InputError(f"{len(images)} images but {len(audios)} audio clips")
         t0 = time.perf_counter()
-        image, audio, present = self._tensors(images, audios, sample_rate, color_order)
+        image, audio, present = self.tensors(images, audios, sample_rate, color_order)
         t1 = time.perf_counter()
         out = self.infer(image, audio, present)
         t2 = time.perf_counter()

@@ -212,7 +212,7 @@ def test_app_writes_json_lines_and_a_summary(tiny_bundle, av_files):
 def test_app_errors_name_the_source(tiny_bundle, tmp_path):
     proc = run_app(tiny_bundle, "--camera", tmp_path / "missing.avi", "--headless")
     assert proc.returncode == 2 and proc.stderr.strip() == f"edgemm live: error: camera {tmp_path / 'missing.avi'}: no such file, device index, URL or pipeline"
-    proc = run_app(tiny_bundle, "--camera", "7", "--headless", "--duration", "1")
+    proc = run_app(tiny_bundle, "--camera", "7", "--mic", "none", "--headless", "--duration", "1")
     assert proc.returncode == 2 and "cannot be opened" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -240,3 +240,28 @@ def test_ctrl_c_shuts_down_cleanly(tiny_bundle, av_files):
     out, err = proc.communicate(timeout=30)
     assert json.loads(first)["frame"] is not None
     assert proc.returncode == 0 and "live summary (interrupted)" in err and "Traceback" not in err
+
+
+def test_allow_missing_runs_degraded_on_the_microphone_alone(tiny_bundle, av_files):
+    _, wav = av_files
+    proc = run_app(tiny_bundle, "--camera", "7", "--mic", wav, "--headless", "--allow-missing", "--duration", "2")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert events and all(e["modalities"] == ["audio"] and e["frame"] is None for e in events)
+
+
+def test_sample_stream_and_its_ground_truth(tmp_path):
+    from edgemm.apps.truth import GroundTruth, Scorer
+    from edgemm.sample_stream import FPS, SEGMENT_S, sample_stream
+    from edgemm.train import tiny_config
+
+    stream = sample_stream(segments=4, config=tiny_config().data, root=tmp_path)
+    cap = cv2.VideoCapture(str(stream.video))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 4 * SEGMENT_S * FPS and cap.get(cv2.CAP_PROP_FPS) == FPS
+    audio, rate = soundfile.read(str(stream.audio))
+    assert rate == 16000 and len(audio) == 4 * SEGMENT_S * rate
+    truth = GroundTruth.load(stream.truth)
+    assert truth.label_at(0.2) is None and truth.label_at(1.2) == truth.segments[0]["label"]
+    assert truth.segment_at(4 * SEGMENT_S + 1.2) == 0  # a looped stream starts again
+    scorer = Scorer(truth)
+    assert scorer.accuracy is None

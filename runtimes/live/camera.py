@@ -70,6 +70,14 @@ def camera_pipeline(spec: str) -> tuple[str | int, str]:
     return spec, "file"
 
 
+def check_camera(spec: str) -> tuple[str | int, str]:
+    """`camera_pipeline(spec)`, refusing a file source that does not exist (before anything is opened)."""
+    target, kind = camera_pipeline(spec)
+    if kind == "file" and not Path(target).is_file():
+        raise SourceUnavailableError(f"camera {spec}: no such file, device index, URL or pipeline")
+    return target, kind
+
+
 def _cv2():
     try:
         import cv2
@@ -81,14 +89,14 @@ def _cv2():
 class CameraSource:
     """Reads frames in a thread and hands each to `on_frame`; `alive` says whether frames are arriving."""
 
-    def __init__(self, spec: str, timeline: Timeline, on_frame: Callable[[Frame], None], realtime: bool = True) -> None:
+    def __init__(self, spec: str, timeline: Timeline, on_frame: Callable[[Frame], None], realtime: bool = True, loop: bool = False) -> None:
         self.spec = str(spec)
-        self.target, self.kind = camera_pipeline(spec)
-        if self.kind == "file" and not Path(self.target).is_file():
-            raise SourceUnavailableError(f"camera {spec}: no such file, device index, URL or pipeline")
+        self.target, self.kind = check_camera(spec)
         self.timeline = timeline
         self.on_frame = on_frame
         self.realtime = realtime
+        self.loop = loop  # files: start again at the end, media time running on
+        self._looped = 0  # frames played in earlier loops
         self.frames = 0
         self.reopens = 0
         self.ended = False  # a file played to its end
@@ -121,7 +129,7 @@ class CameraSource:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue stale frames
         self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 30.0
         if self.kind == "file" and self.realtime and self._t0 is not None:  # a reopened file resumes at the present
-            self._next_index = max(self._next_index, int((self.timeline.now() - self._t0) * self.fps / 1e6))
+            self._next_index = max(self._next_index, int((self.timeline.now() - self._t0) * self.fps / 1e6) - self._looped)
         if self.kind == "file" and self._next_index:
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
         self._cap = cap
@@ -138,7 +146,7 @@ class CameraSource:
         self._thread.start()
 
     def _media_time_us(self, index: int) -> int:
-        return self._t0 + round(index * 1e6 / self.fps)
+        return self._t0 + round((self._looped + index) * 1e6 / self.fps)
 
     def _run(self) -> None:
         failures = 0
@@ -166,9 +174,13 @@ class CameraSource:
                 return
         ok, image = self._cap.read()
         if not ok or image is None:
-            if self.kind == "file" and index >= int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0):
-                self.ended = True  # the end of the file, not a failure
+            at_end = self.kind == "file" and index >= int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             self._release()
+            if at_end and self.loop:
+                self._looped, self._next_index = self._looped + index, 0
+                self.open()
+            elif at_end:
+                self.ended = True  # the end of the file, not a failure
             return
         captured = now_us()
         if self.kind == "file":

@@ -112,6 +112,7 @@ class LivePipeline:
         mic: AudioSource | None = None,
         sinks: list[Sink] = (),
         realtime: bool = True,
+        loop: bool = False,
         audio_only_hz: float = 10.0,
         status: Callable[[str], None] | None = None,
         status_every_s: float = 5.0,
@@ -119,7 +120,7 @@ class LivePipeline:
         self.model = model
         self.timeline = timeline
         self.slot: LatestSlot[Frame] = LatestSlot()
-        self.camera = CameraSource(camera, timeline, self._on_frame, realtime) if camera is not None else None
+        self.camera = CameraSource(camera, timeline, self._on_frame, realtime, loop) if camera is not None else None
         self.mic = mic
         self.sinks = list(sinks)
         self.audio_only_period = 1.0 / audio_only_hz
