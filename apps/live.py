@@ -38,6 +38,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help="loop video and audio files (for long runs on recorded streams)")
     p.add_argument("--allow-missing", action="store_true", help="start even if the camera or microphone cannot be opened (degraded mode)")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    p.add_argument("--summary", help="write the run's summary as JSON to this file at exit")
     p.add_argument("--list-devices", action="store_true", help="list cameras and microphones, then exit")
 
 
@@ -109,7 +110,23 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
         say(f"  live accuracy {'-' if live is None else f'{live:.3f}'} on {scorer.scored} scored answers over {len(scorer.segments)} segments; "
             f"offline accuracy on the same samples {offline:.3f}")  # fmt: skip
         summary.live_accuracy, summary.offline_accuracy = live, offline
+    if args.summary:
+        write_summary(Path(args.summary), summary, pipeline)
     return summary
+
+
+def write_summary(path: Path, summary: LiveSummary, pipeline: LivePipeline) -> None:
+    """The summary plus the queue depth per second (the most items a frame found waiting), written atomically."""
+    import json
+    import os
+
+    depth: dict[int, int] = {}
+    for t, d in pipeline.depth_seen:
+        depth[int(t)] = max(depth.get(int(t), 0), d)
+    data = {**summary.to_dict(), "queue_depth_per_second": [depth.get(k, 0) for k in range(max(depth, default=-1) + 1)]}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 def offline_accuracy(model, scorer: Scorer) -> float:

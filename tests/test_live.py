@@ -265,3 +265,15 @@ def test_sample_stream_and_its_ground_truth(tmp_path):
     assert truth.segment_at(4 * SEGMENT_S + 1.2) == 0  # a looped stream starts again
     scorer = Scorer(truth)
     assert scorer.accuracy is None
+
+
+def test_live_app_never_imports_torch(tiny_bundle, av_files):
+    video, wav = av_files
+    code = (
+        "import sys\n"
+        "from edgemm.apps.live import main\n"
+        f"assert main([{str(tiny_bundle)!r}, '--camera', {str(video)!r}, '--mic', {str(wav)!r}, '--headless', '--fast', '--events', '/dev/null']) == 0\n"
+        "print('HEAVY', [m for m in ('torch', 'onnx', 'edgemm.export', 'edgemm.models') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "HEAVY []" in out.stdout, out.stderr
