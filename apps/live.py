@@ -27,6 +27,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", help="device index (default 0), video file, rtsp://… or http://… URL, GStreamer pipeline, "
                    "csi://N[?width=&height=&fps=], or none")  # fmt: skip
     p.add_argument("--mic", help="input device index or name substring (default: the default input), an audio file played as a microphone, or none")
+    p.add_argument("--mic-rate", type=int, help="microphone sample rate (default: the device's; audio is resampled to the model's)")
+    p.add_argument("--mic-block", type=int, default=320, help="microphone block size in samples")
     p.add_argument("--sample", action="store_true", help="run on the built-in sample stream (generated video + spoken digits) and score it")
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     microphone = None
     if mic != "none":
         try:
-            microphone = open_microphone(mic, timeline, loop=args.loop)
+            microphone = open_microphone(mic, timeline, loop=args.loop, sample_rate=args.mic_rate, block=args.mic_block)
         except EdgemmError:
             if not args.allow_missing:
                 raise

@@ -142,7 +142,7 @@ def plot(events: list[dict], depth: list[int], rss: list[tuple[float, float]], p
     axes[0].plot([e["t_ms"] / 1000 for e in events], [e["latency_ms"] for e in events], lw=0.5)
     axes[0].set_ylabel("capture→result (ms)")
     axes[1].step(range(len(depth)), depth, where="post")
-    axes[1].set_ylabel("queue depth\\n(max per second)")
+    axes[1].set_ylabel("queue depth\n(max per second)")
     axes[1].set_ylim(-0.1, 2.1)
     axes[2].plot(*zip(*rss))
     axes[2].set_ylabel("RSS of the app (MB)")

@@ -111,6 +111,7 @@ class MicrophoneSource(AudioSource):
         super().__init__(str(info["name"]), timeline, rate)
         self.block = block
         self._stream = None
+        self._latency_us = 0
 
     def open(self) -> bool:
         sd = sounddevice()
@@ -121,12 +122,13 @@ class MicrophoneSource(AudioSource):
         except (sd.PortAudioError, ValueError):
             self._stream = None
             return False
+        self._latency_us = int(float(self._stream.latency) * 1e6)  # ADC → callback delay PortAudio reports
         return True
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.ring.overflows += 1
-        self.ring.write(indata[:, 0], self.timeline.now())
+        self.ring.write(indata[:, 0], self.timeline.now() - self._latency_us)  # when the block's last sample was captured
 
     def start(self, allow_missing: bool = False) -> None:
         if not self.open() and not allow_missing:
@@ -175,8 +177,9 @@ def list_microphones() -> list[str]:
     return [f"{i}: {d['name']} ({int(d['default_samplerate'])} Hz)" for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
 
 
-def open_microphone(spec: str | None, timeline: Timeline, loop: bool = False) -> AudioSource:
-    """An audio file path → FileMicrophone; anything else (index, name, None for the default) → MicrophoneSource."""
+def open_microphone(spec: str | None, timeline: Timeline, loop: bool = False, sample_rate: int | None = None, block: int = 320) -> AudioSource:
+    """An audio file path → FileMicrophone; anything else (index, name, None for the default) → MicrophoneSource
+    (at `sample_rate`, default the device's own, in blocks of `block` samples)."""
     if spec is not None and Path(spec).suffix.lower() in AUDIO_SUFFIXES:
         return FileMicrophone(spec, timeline, loop=loop)
-    return MicrophoneSource(spec, timeline)
+    return MicrophoneSource(spec, timeline, sample_rate, block)
