@@ -122,10 +122,7 @@ def write_summary(path: Path, summary: LiveSummary, pipeline: LivePipeline) -> N
     import json
     import os
 
-    depth: dict[int, int] = {}
-    for t, d in pipeline.depth_seen:
-        depth[int(t)] = max(depth.get(int(t), 0), d)
-    data = {**summary.to_dict(), "queue_depth_per_second": [depth.get(k, 0) for k in range(max(depth, default=-1) + 1)]}
+    data = {**summary.to_dict(), "queue_depth_per_second": [list(x) for x in pipeline.depth_per_second]}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)

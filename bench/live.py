@@ -132,7 +132,7 @@ def main() -> None:
     plot(events, d["queue_depth_per_second"], rss, Path(args.plot))
 
 
-def plot(events: list[dict], depth: list[int], rss: list[tuple[float, float]], path: Path) -> None:
+def plot(events: list[dict], depth: list[list[int]], rss: list[tuple[float, float]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +141,7 @@ def plot(events: list[dict], depth: list[int], rss: list[tuple[float, float]], p
     fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True, dpi=110)
     axes[0].plot([e["t_ms"] / 1000 for e in events], [e["latency_ms"] for e in events], lw=0.5)
     axes[0].set_ylabel("capture→result (ms)")
-    axes[1].step(range(len(depth)), depth, where="post")
+    axes[1].step([t for t, _ in depth], [d for _, d in depth], where="post")
     axes[1].set_ylabel("queue depth\n(max per second)")
     axes[1].set_ylim(-0.1, 2.1)
     axes[2].plot(*zip(*rss))

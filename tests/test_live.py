@@ -127,7 +127,7 @@ def test_slow_backend_drops_stale_frames_and_latency_stays_bounded(tiny_bundle, 
     summary = pipeline.run()
     assert summary.frames == 90 and summary.drops >= 50 and summary.max_queue_depth == 1
     assert summary.answers + summary.drops == 90
-    lat = summary.latency_ms
+    lat = list(summary.latency_ms)
     assert max(lat) < 250  # one inference plus at most one wait: never a queue
     assert np.median(lat[-5:]) < np.median(lat[:5]) + 50  # latency does not grow over the run
 

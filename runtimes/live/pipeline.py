@@ -4,6 +4,7 @@ microphone image-only ones, while the sources reopen themselves."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,8 +42,12 @@ class LiveEvent:
         }
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+RECENT = 9000  # answers kept for the latency/skew percentiles: 5 minutes at 30 fps
+DEPTH_SECONDS = 3600  # seconds of queue-depth history kept
+
+
+def percentile(values, q: float) -> float | None:
+    return float(np.percentile(np.fromiter(values, float), q)) if values else None
 
 
 @dataclass
@@ -60,8 +65,10 @@ class LiveSummary:
     camera_reopens: int = 0
     mic_reopens: int = 0
     max_queue_depth: int = 0
-    latency_ms: list[float] = field(default_factory=list, repr=False)
-    skew_ms: list[float] = field(default_factory=list, repr=False)
+    # recent values only (a device runs for weeks: nothing here may grow without bound)
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
+    skew_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
+    skew_max_ms: float | None = None
     interrupted: bool = False
     live_accuracy: float | None = None  # set by the app when the stream has ground truth
     offline_accuracy: float | None = None
@@ -72,13 +79,13 @@ class LiveSummary:
             "seconds": round(self.seconds, 2),
             "input_fps": round(self.frames / s, 2),
             "inference_fps": round(self.answers / s, 2),
-            "latency_p50_ms": percentile(self.latency_ms, 50),
+            "latency_p50_ms": percentile(self.latency_ms, 50),  # over the last RECENT answers
             "latency_p95_ms": percentile(self.latency_ms, 95),
             "drops": self.drops,
             "bad_timestamps": self.bad_timestamps,
             "mic_overflows": self.mic_overflows,
             "av_skew_p50_ms": percentile([abs(v) for v in self.skew_ms], 50),
-            "av_skew_max_ms": max((abs(v) for v in self.skew_ms), default=None),
+            "av_skew_max_ms": self.skew_max_ms,
             "answers": self.answers,
             "audio_only_answers": self.audio_only,
             "image_only_answers": self.image_only,
@@ -127,14 +134,18 @@ class LivePipeline:
         self.status = status
         self.status_every_s = status_every_s
         self.summary = LiveSummary()
-        self.depth_seen: list[tuple[float, int]] = []  # (seconds since start, items waiting when a frame arrived)
+        # per second since the start: the most items a frame found waiting when it arrived (last hour)
+        self.depth_per_second: deque[tuple[int, int]] = deque(maxlen=DEPTH_SECONDS)
         self.t0_us: int | None = None
         self._clip = model.manifest.audio.clip_seconds
         self._stopping = False
         self._pushed = 0
 
     def _on_frame(self, frame: Frame) -> None:
-        self.depth_seen.append(((frame.captured_us - (self.t0_us or frame.captured_us)) / 1e6, self.slot.depth))
+        second, depth = int((frame.captured_us - (self.t0_us or frame.captured_us)) / 1e6), self.slot.depth
+        if self.depth_per_second and self.depth_per_second[-1][0] == second:
+            depth = max(depth, self.depth_per_second.pop()[1])
+        self.depth_per_second.append((second, depth))
         self.slot.put(frame, wait=self.timeline.virtual)  # files as fast as possible: every frame, no drops
 
     def push(self, image: np.ndarray, t_us: int | None = None) -> None:
@@ -184,6 +195,7 @@ class LivePipeline:
         s.latency_ms.append(event.latency_ms)
         if skew is not None:
             s.skew_ms.append(skew)
+            s.skew_max_ms = max(abs(skew), s.skew_max_ms or 0.0)
         for sink in self.sinks:
             sink(event)
 
