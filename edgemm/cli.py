@@ -183,7 +183,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"labels: {', '.join(manifest.labels)}; missing modality: {manifest.missing_modality.get('convention')} via '{manifest.missing_modality.get('mask_input')}'")
     print(_artifact_table(manifest))
     for f in manifest.failures:
-        print(f"failed: {f['format']} {f['precision']} at {f['stage']}: {f['error']}")
+        print(f"not produced: {f['format']} {f['precision']} ({'skipped' if f.get('skipped') else 'failed'} at {f['stage']}): {f['error']}")
+        if f.get("on_device"):
+            print(f"  on the device: {f['on_device']}   or, inside the bundle folder: {f['trtexec']}")
     return 0
 
 

@@ -36,17 +36,18 @@ def profile_shapes(manifest: Manifest) -> dict[str, list[tuple[int, ...]]]:
     return {i["name"]: [(b, *i["shape"][1:]) for b in (1, OPT_BATCH, MAX_BATCH)] for i in manifest.inputs}
 
 
-def trtexec_command(bundle: Path, precision: str, manifest: Manifest) -> str:
-    """The `trtexec` command that builds the same engine on the device by hand."""
+def trtexec_command(precision: str, manifest: Manifest) -> str:
+    """The `trtexec` command that builds the same engine by hand, run inside the bundle folder on the device
+    (`edgemm build-engine` also verifies it and records it in the manifest)."""
     shapes = profile_shapes(manifest)
 
     def flag(k: int) -> str:
         return ",".join(f"{name}:{'x'.join(map(str, s[k]))}" for name, s in shapes.items())
 
-    args = ["trtexec", f"--onnx={bundle / SOURCES[precision]}", f"--saveEngine={bundle / engine_file(precision)}", "--fp16"]
+    args = ["trtexec", f"--onnx={SOURCES[precision]}", f"--saveEngine={engine_file(precision)}", "--fp16"]
     args += ["--int8"] if precision == "int8" else []
     args += [f"--minShapes={flag(0)}", f"--optShapes={flag(1)}", f"--maxShapes={flag(2)}"]
-    return shlex.join(args)
+    return f"mkdir -p {Path(engine_file(precision)).parent} && {shlex.join(args)}"
 
 
 def build_engine(onnx_path: Path, out: Path, precision: str, manifest: Manifest) -> dict:
@@ -89,10 +90,10 @@ def build_engines(stage: BundleStage, bundle: Path, reference: ReferenceSet, log
         if reason:
             record_failure(
                 stage, fmt.name, precision, "build", reason, log, skipped=True,
-                trtexec=trtexec_command(bundle, precision, stage.manifest), on_device=f"edgemm build-engine {bundle}",
+                trtexec=trtexec_command(precision, stage.manifest), on_device=f"edgemm build-engine {bundle}",
             )  # fmt: skip
             log(f"  build it on the device: edgemm build-engine {bundle}")
-            log(f"  or by hand: {trtexec_command(bundle, precision, stage.manifest)}")
+            log(f"  or by hand, inside the bundle folder: {trtexec_command(precision, stage.manifest)}")
             continue
         started = time.perf_counter()
         try:
