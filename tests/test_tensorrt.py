@@ -87,3 +87,19 @@ def test_engine_for_another_gpu_or_version_is_refused(tmp_path):
         check_engine_target(tmp_path / "e.engine", tmp_path, built, orin)
     with pytest.raises(EngineMismatchError, match="TensorRT 10.0.1"):
         check_engine_target(tmp_path / "e.engine", tmp_path, built, {**built, "tensorrt": "10.0.1"})
+
+
+def test_bench_uses_the_bundles_reference_samples_where_the_data_set_is_not_at_hand(trt_export, tmp_path):
+    import shutil
+
+    from edgemm.bundle_bench import bench_bundle
+    from edgemm.runtimes.manifest import Manifest
+
+    out, _ = trt_export
+    bundle = shutil.copytree(out, tmp_path / "device.edgemm")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["model"]["data"] = {"name": "my-own-recordings"}  # as on a device with a user's model
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    rows, title = bench_bundle(bundle, threads=1, runs=5)
+    assert "reference.npz (16 samples)" in title and [r.subject.name for r in rows] == ["model.onnx"]
+    assert rows[0].accuracy is not None and rows[0].p50_ms > 0 and Manifest.read(bundle).artifacts[0].verified
