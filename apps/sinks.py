@@ -61,10 +61,14 @@ class WindowSink:
         self.cv2, self.labels, self.on_quit, self.title = cv2, labels, on_quit, title
         self._last: np.ndarray | None = None
 
-    def __call__(self, event: LiveEvent) -> None:
+    def render(self, event: LiveEvent) -> np.ndarray:
+        """The 480x360 BGR picture for one answer (the last frame is kept for audio-only answers)."""
         cv2 = self.cv2
         frame = event.image if event.image is not None else self._last
-        canvas = np.zeros((360, 480, 3), np.uint8) if frame is None else cv2.resize(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), (480, 360))
+        if frame is None:
+            canvas = np.zeros((360, 480, 3), np.uint8)
+        else:
+            canvas = cv2.resize(frame[:, :, :3] if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), (480, 360))
         if event.image is not None:
             self._last = event.image
         p = event.prediction
@@ -76,8 +80,11 @@ class WindowSink:
             cv2.putText(canvas, name, (10, y + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         level = 0.0 if event.audio_level_db is None else min(1.0, max(0.0, (event.audio_level_db + 60) / 60))
         cv2.rectangle(canvas, (455, 340), (470, 340 - int(300 * level)), (0, 0, 255) if level > 0.9 else (0, 255, 0), -1)
-        cv2.imshow(self.title, canvas)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        return canvas
+
+    def __call__(self, event: LiveEvent) -> None:
+        self.cv2.imshow(self.title, self.render(event))
+        if self.cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.on_quit()
 
     def close(self) -> None:

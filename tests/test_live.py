@@ -277,3 +277,20 @@ def test_live_app_never_imports_torch(tiny_bundle, av_files):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in out.stdout, out.stderr
+
+
+def test_window_sink_draws_the_answer(tiny_bundle, tiny_test_split):
+    """The window itself needs a display (none here); what it shows is drawn and checked."""
+    from edgemm.apps.sinks import WindowSink
+    from edgemm.runtimes.live import LiveEvent
+
+    model = load_bundle(tiny_bundle, threads=1)
+    s = tiny_test_split
+    sink = WindowSink(model.labels, on_quit=lambda: None)
+    frame = cv2.cvtColor(cv2.resize(s.images[0], (640, 480)), cv2.COLOR_GRAY2BGR)
+    pred = model.predict(image=frame, audio=s.audio[0], sample_rate=16000, color_order="BGR")
+    canvas = sink.render(LiveEvent(0.0, 0, pred, 5.0, 1.0, -12.0, frame))
+    assert canvas.shape == (360, 480, 3) and canvas.dtype == np.uint8
+    assert (canvas[340 - 240 : 340, 455:470] == (0, 255, 0)).all()  # level meter at -12 dBFS: 80 % of 300 px, green
+    audio_only = sink.render(LiveEvent(40.0, None, model.predict(audio=s.audio[0], sample_rate=16000), 5.0, None, None, None))
+    assert audio_only.shape == (360, 480, 3) and audio_only[200:, 100:400].any()  # the last frame stays on screen
