@@ -1,11 +1,11 @@
 """`edgemm live` / `python -m edgemm.apps.live`: a bundle on a camera and a microphone in real time.
 
     edgemm live BUNDLE [--camera SRC] [--mic SRC] [--backend auto] [--headless] [--duration S] [--events FILE]
-    edgemm live BUNDLE --sample          # the built-in sample stream (video + WAV + ground truth)
+    edgemm live BUNDLE --camera clip.avi --mic clip.wav --truth clip.json   # a recording with ground truth
     edgemm live --list-devices
 
-Torch-free: the runtime, OpenCV and sounddevice only (the sample stream is generated with edgemm's data
-module on first use)."""
+Torch-free: the runtime, OpenCV and sounddevice only. (`edgemm live --sample`, in the edgemm CLI, makes
+the built-in sample stream with edgemm's data module and passes it here as --camera/--mic/--truth.)"""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ from edgemm.runtimes.live import LivePipeline, LiveSummary, Timeline, VirtualTim
 from edgemm.runtimes.live.camera import check_camera
 
 from .sinks import JsonLinesSink, WindowSink, display_available
-from .truth import GroundTruth, Scorer
+from .truth import GroundTruth, Scorer, offline_accuracy
 
 
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mic", help="input device index or name substring (default: the default input), an audio file played as a microphone, or none")
     p.add_argument("--mic-rate", type=int, help="microphone sample rate (default: the device's; audio is resampled to the model's)")
     p.add_argument("--mic-block", type=int, default=320, help="microphone block size in samples")
-    p.add_argument("--sample", action="store_true", help="run on the built-in sample stream (generated video + spoken digits) and score it")
+    p.add_argument("--truth", help="ground-truth JSON of a recorded stream: score the answers (and compare with its offline samples)")
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
     p.add_argument("--threads", type=int, default=2)
@@ -67,14 +67,8 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
         return None
     if not args.bundle:
         raise EdgemmError("edgemm live: give a BUNDLE (or --list-devices)")
-    scorer = None
     camera, mic = args.camera or "0", args.mic  # the first camera and the default microphone unless told
-    if args.sample:
-        from edgemm.sample_stream import sample_stream
-
-        stream = sample_stream()
-        camera, mic = str(stream.video), str(stream.audio)
-        scorer = Scorer(GroundTruth.load(stream.truth))
+    scorer = Scorer(GroundTruth.load(args.truth)) if args.truth else None
     camera = None if camera == "none" else camera
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
@@ -105,12 +99,12 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     summary = pipeline.run(args.duration)
     say(f"live summary{' (interrupted)' if summary.interrupted else ''}: {summary.line()}")
     say(f"  camera reopens {summary.camera_reopens}, mic reopens {summary.mic_reopens}, bad timestamps {summary.bad_timestamps}, "
-        f"max queue depth {summary.max_queue_depth}, A/V skew max {summary.to_dict()['av_skew_max_ms'] or 0:.1f} ms")  # fmt: skip
+        f"max queue depth {summary.max_queue_depth}, A/V skew max {summary.skew_max_ms or 0:.1f} ms")  # fmt: skip
     if scorer is not None:
         offline = offline_accuracy(model, scorer)
         live = scorer.accuracy
-        say(f"  live accuracy {'-' if live is None else f'{live:.3f}'} on {scorer.scored} scored answers over {len(scorer.segments)} segments; "
-            f"offline accuracy on the same samples {offline:.3f}")  # fmt: skip
+        say(f"  live accuracy {'-' if live is None else f'{live:.3f}'} on {scorer.scored} scored answers over {len(scorer.segments)} segments"
+            + ("" if offline is None else f"; offline accuracy on the same samples {offline:.3f}"))
         summary.live_accuracy, summary.offline_accuracy = live, offline
     if args.summary:
         write_summary(Path(args.summary), summary, pipeline)
@@ -126,17 +120,6 @@ def write_summary(path: Path, summary: LiveSummary, pipeline: LivePipeline) -> N
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
-
-
-def offline_accuracy(model, scorer: Scorer) -> float:
-    """The same bundle on the same segments' samples, aligned exactly as in the test split (no live timing)."""
-    from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
-
-    test = load_split("test", config_from_record(model.manifest.model.get("data", {})))
-    segments = sorted(scorer.segments) or range(len(scorer.truth.segments))
-    index = [scorer.truth.segments[k]["test_index"] for k in segments]
-    preds = model.predict_batch(images=[test.images[i] for i in index], audios=[test.audio[i] for i in index], sample_rate=SAMPLE_RATE, color_order="RGB")
-    return sum(p.label == str(int(test.labels[i])) for p, i in zip(preds, index)) / len(index)
 
 
 def build_parser(prog: str = "python -m edgemm.apps.live") -> argparse.ArgumentParser:

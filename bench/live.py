@@ -87,7 +87,8 @@ def main() -> None:
         bundle = tmp / "live.edgemm"
         export_checkpoint(default_checkpoint("student"), "onnx,openvino,tflite", bundle, log=lambda _: None, int8_calib="av-digits", int8=Int8Options())
         events_file, summary_file = tmp / "events.jsonl", tmp / "summary.json"
-        cmd = [sys.executable, "-m", "edgemm.apps.live", str(bundle), "--sample", "--headless", "--loop", "--precision", "int8",
+        cmd = [sys.executable, "-m", "edgemm.apps.live", str(bundle), "--camera", str(stream.video), "--mic", str(stream.audio),
+               "--truth", str(stream.truth), "--headless", "--loop", "--precision", "int8",
                "--backend", args.backend, "--threads", str(args.threads), "--duration", str(seconds), "--events", str(events_file),
                "--summary", str(summary_file), "--status-every", "60"]  # fmt: skip
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -129,6 +129,10 @@ def _eager_subject(checkpoint: str, threads: int | None):
 def _cmd_live(args: argparse.Namespace) -> int:
     from edgemm.apps.live import run
 
+    if args.sample:
+        from edgemm.sample_stream import use_sample_stream
+
+        use_sample_stream(args)
     run(args)
     return 0
 
@@ -286,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("live", help="run a bundle on a live camera and microphone (or files, or the built-in sample stream)")
     add_live_arguments(p)
+    p.add_argument("--sample", action="store_true", help="run on the built-in sample stream (generated video + spoken digits) and score it")
     p.set_defaults(func=_cmd_live)
 
     p = sub.add_parser("build-engine", help="on the device: build and verify TensorRT engines from the bundle's ONNX")

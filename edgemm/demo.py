@@ -20,6 +20,7 @@ from edgemm.export.source import torch_infer
 from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
 from edgemm.runtimes import load_bundle
+from edgemm.sample_stream import use_sample_stream
 from edgemm.runtimes.media import read_audio, read_image, write_audio, write_image
 
 
@@ -109,9 +110,11 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
 
     print(f"8/8 live: the built-in sample stream (a {LIVE_SECONDS:.0f} s slice of a 30 fps video of test digits + the spoken digits at "
           f"16 kHz, in real time) through the camera+microphone pipeline")  # fmt: skip
-    live_args = [str(bundle), "--sample", "--headless", "--events", str(out / "live-events.jsonl"), "--duration", str(LIVE_SECONDS),
+    live_args = [str(bundle), "--headless", "--events", str(out / "live-events.jsonl"), "--duration", str(LIVE_SECONDS),
                  "--precision", "int8", "--threads", str(threads), "--status-every", "10"]  # fmt: skip
-    summary = run_live(live_parser("edgemm live").parse_args(live_args), out=sys.stdout)
+    args = live_parser("edgemm live").parse_args(live_args)
+    use_sample_stream(args)
+    summary = run_live(args, out=sys.stdout)
     say(f"events: {out / 'live-events.jsonl'}; on a device: edgemm live {bundle} (first camera + default microphone; --camera csi://0 on a Jetson)")
     failed = [a.file for a in manifest.artifacts if not a.verified]
     failed += [f"{f['format']} {f['precision']} ({f['error']})" for f in manifest.failures if not f.get("skipped")]

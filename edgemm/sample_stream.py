@@ -21,14 +21,14 @@ SEGMENT_S = 1.5
 SPEECH_OFFSET_S = 0.25
 SCORED_S = (1.1, 1.4)
 SCALE = 4  # 28 px digits → 112 px, centred in a 4:3 frame (the model's centre crop sees just the digit)
-VERSION = 1
+VERSION = 2  # 2: the raw samples for the offline comparison travel with the stream
 
 
 @dataclass
 class SampleStream:
     video: Path
     audio: Path
-    truth: Path
+    truth: Path  # ground truth JSON; names the .npz of raw samples for the offline comparison
 
 
 def sample_stream(segments: int = 40, seed: int = 0, config: AVDigitsConfig = AVDigitsConfig(), root: Path | None = None) -> SampleStream:
@@ -67,8 +67,19 @@ def sample_stream(segments: int = 40, seed: int = 0, config: AVDigitsConfig = AV
     soundfile.write(str(tmp_audio), track, SAMPLE_RATE, subtype="PCM_16")
     tmp_video.replace(stream.video)
     tmp_audio.replace(stream.audio)
-    meta = {"fps": FPS, "segment_s": SEGMENT_S, "speech_offset_s": SPEECH_OFFSET_S, "scored_s": list(SCORED_S), "segments": truth}
+    tmp_offline = folder / ".sample.tmp.npz"
+    with open(tmp_offline, "wb") as fh:  # the raw test samples, exactly aligned: what the model scores offline
+        np.savez_compressed(fh, images=test.images[picks], audio=test.audio[picks], sample_rate=SAMPLE_RATE)
+    tmp_offline.replace(folder / "sample.npz")
+    meta = {"fps": FPS, "segment_s": SEGMENT_S, "speech_offset_s": SPEECH_OFFSET_S, "scored_s": list(SCORED_S),
+            "offline_samples": "sample.npz", "segments": truth}  # fmt: skip
     tmp_truth = folder / ".sample.tmp.json"
     tmp_truth.write_text(json.dumps(meta, indent=1))
     tmp_truth.replace(stream.truth)
     return stream
+
+
+def use_sample_stream(args) -> None:
+    """`edgemm live --sample`: point parsed live-app arguments at the built-in sample stream."""
+    stream = sample_stream()
+    args.camera, args.mic, args.truth = str(stream.video), str(stream.audio), str(stream.truth)
