@@ -16,6 +16,7 @@ from edgemm.runtimes import load_bundle
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.live import LivePipeline, LiveSummary, Timeline, VirtualTimeline, open_microphone
 from edgemm.runtimes.live.camera import check_camera
+from edgemm.runtimes.manifest import write_json_atomic
 
 from .sinks import JsonLinesSink, WindowSink, display_available
 from .truth import GroundTruth, Scorer, offline_accuracy
@@ -113,13 +114,7 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
 
 def write_summary(path: Path, summary: LiveSummary, pipeline: LivePipeline) -> None:
     """The summary plus the queue depth per second (the most items a frame found waiting), written atomically."""
-    import json
-    import os
-
-    data = {**summary.to_dict(), "queue_depth_per_second": [list(x) for x in pipeline.depth_per_second]}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, {**summary.to_dict(), "queue_depth_per_second": [list(x) for x in pipeline.depth_per_second]})
 
 
 def build_parser(prog: str = "python -m edgemm.apps.live") -> argparse.ArgumentParser:

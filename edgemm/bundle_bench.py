@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgemm.evaluate import call_times_ms
 from edgemm.export.reference import Infer, ReferenceSet
 from edgemm.export.registry import FORMATS
 from edgemm.export.verify import accuracy_by_mode, run_model
@@ -86,22 +86,15 @@ def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> li
 def timings(infer: Infer, data: ReferenceSet, runs: int, warmup: int = 20) -> tuple[float, float, float]:
     """Batch-1 latency p50/p95 (ms) over `runs` calls on varied samples, and batch-8 throughput (samples/s)."""
     fused = np.flatnonzero(data.present.all(1))
-    picks = [fused[i % len(fused)] for i in range(runs)]
-    for i in picks[:warmup]:
+
+    def one(k: int) -> None:
+        i = fused[k % len(fused)]
         infer(data.image[i : i + 1], data.audio[i : i + 1], data.present[i : i + 1])
-    times = []
-    for i in picks:
-        t0 = time.perf_counter()
-        infer(data.image[i : i + 1], data.audio[i : i + 1], data.present[i : i + 1])
-        times.append((time.perf_counter() - t0) * 1000)
+
+    times = call_times_ms(one, runs, warmup)
     eight = (data.image[:BATCH], data.audio[:BATCH], data.present[:BATCH])
-    batch_times = []
-    for k in range(max(runs // 4, 5) + 5):
-        t0 = time.perf_counter()
-        infer(*eight)
-        if k >= 5:
-            batch_times.append(time.perf_counter() - t0)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), BATCH / float(np.median(batch_times))
+    batch_ms = call_times_ms(lambda _: infer(*eight), max(runs // 4, 5), warmup=5)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), 1000 * BATCH / float(np.median(batch_ms))
 
 
 def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None) -> list[BenchRow]:

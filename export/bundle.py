@@ -1,14 +1,13 @@
 """Atomic bundle writing: stage a copy of the bundle, change it, then swap it into place."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgemm.runtimes.manifest import MANIFEST_NAME, Artifact, Manifest, sha256_file
+from edgemm.runtimes.manifest import MANIFEST_NAME, Artifact, Manifest, sha256_file, write_json_atomic
 
 from .reference import INPUT_NAMES, OUTPUT_NAMES
 
@@ -40,22 +39,6 @@ def new_manifest(source: "ExportSource") -> Manifest:
             "the model zeroes and gates off an absent modality itself",
         },
     )
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def describe(staging: Path, file: str, fmt: str, precision: str, parts: tuple[str, ...] = (), **extra) -> Artifact:

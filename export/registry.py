@@ -94,11 +94,6 @@ def parse_formats(spec: str) -> list[ExportFormat]:
     return [FORMATS[n] for n in dict.fromkeys(names)]
 
 
-def format_of(file: str) -> ExportFormat:
-    """The table row whose artifacts include `file`."""
-    return next(f for f in FORMATS.values() if file in (*f.files.values(), f.int8_file))
-
-
 def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, skipped: bool = False, **details) -> None:
     """Note a format/precision that could not be produced in the manifest (and the log), never raise.
     `skipped`: not attempted because this machine lacks what it needs (a package, a GPU, the checkpoint)."""

@@ -18,7 +18,7 @@ from edgemm.runtimes.errors import BackendUnavailableError, BundleError, Checksu
 from edgemm.runtimes.manifest import Manifest, sha256_file
 
 from .bundle import BundleStage, describe
-from .registry import FORMATS, record_failure, unavailable
+from .registry import FORMATS, one_line, record_failure, unavailable
 from .reference import ReferenceSet
 from .verify import verify_artifact
 
@@ -79,27 +79,25 @@ def build_engines(stage: BundleStage, bundle: Path, reference: ReferenceSet, log
     built = 0
     fmt = FORMATS["tensorrt"]
     verified = {a.file for a in stage.manifest.artifacts if a.verified}
+    reason = unavailable(fmt, "building TensorRT engines")
+    if reason is None and cuda_device() is None:
+        reason = "no CUDA GPU on this machine (engines are built on the GPU that will run them)"
     for precision, source in SOURCES.items():
         if source not in verified:
             continue
         file = engine_file(precision)
         stage.manifest.failures = [f for f in stage.manifest.failures if (f["format"], f["precision"]) != (fmt.name, precision)]
-        reason = unavailable(fmt, "building TensorRT engines")
-        if reason is None and cuda_device() is None:
-            reason = "no CUDA GPU on this machine (engines are built on the GPU that will run them)"
         if reason:
-            record_failure(
-                stage, fmt.name, precision, "build", reason, log, skipped=True,
-                trtexec=trtexec_command(precision, stage.manifest), on_device=f"edgemm build-engine {bundle}",
-            )  # fmt: skip
+            command = trtexec_command(precision, stage.manifest)
+            record_failure(stage, fmt.name, precision, "build", reason, log, skipped=True, trtexec=command, on_device=f"edgemm build-engine {bundle}")
             log(f"  build it on the device: edgemm build-engine {bundle}")
-            log(f"  or by hand, inside the bundle folder: {trtexec_command(precision, stage.manifest)}")
+            log(f"  or by hand, inside the bundle folder: {command}")
             continue
         started = time.perf_counter()
         try:
             target = build_engine(stage.path / source, stage.path / file, precision, stage.manifest)
         except Exception as exc:  # a failed build must not lose the rest of the bundle
-            record_failure(stage, fmt.name, precision, "build", f"{type(exc).__name__}: {exc}", log)
+            record_failure(stage, fmt.name, precision, "build", one_line(exc), log)
             continue
         artifact = describe(stage.path, file, fmt.name, precision, tensorrt=target, export_seconds=round(time.perf_counter() - started, 2))
         stage.add(artifact)

@@ -15,11 +15,10 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from ..errors import BackendUnavailableError
-from .clock import Timeline, now_us
+from .clock import Timeline, backoff_s, now_us
 from .errors import SourceUnavailableError
 
 CSI = re.compile(r"^csi://(\d+)(?:\?(.*))?$")
-BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # waits between reopen attempts (the last one repeats)
 
 
 @dataclass
@@ -101,7 +100,6 @@ class CameraSource:
         self.reopens = 0
         self.ended = False  # a file played to its end
         self._cap = None
-        self._alive = False
         self._next_index = 0  # for files: where to resume after a reopen
         self.order = MonotonicGuard()
         self._t0: int | None = None
@@ -111,7 +109,8 @@ class CameraSource:
 
     @property
     def alive(self) -> bool:
-        return self._alive
+        """Whether the capture is open (a read failure closes it until a reopen succeeds)."""
+        return self._cap is not None
 
     @property
     def bad_timestamps(self) -> int:
@@ -133,7 +132,6 @@ class CameraSource:
         if self.kind == "file" and self._next_index:
             cap.set(cv2.CAP_PROP_POS_FRAMES, self._next_index)
         self._cap = cap
-        self._alive = True
         return True
 
     def start(self, allow_missing: bool = False) -> None:
@@ -152,7 +150,7 @@ class CameraSource:
         failures = 0
         while not (self._stop.is_set() or self.timeline.stopped or self.ended):
             if self._cap is None:  # dead: reopen with backoff while the pipeline goes on without video
-                if self._stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]):
+                if self._stop.wait(backoff_s(failures)):
                     break
                 failures += 1
                 if self.open():
@@ -166,7 +164,6 @@ class CameraSource:
         self._stop.set()
 
     def _read_one(self) -> None:
-        cv2 = _cv2()
         index = self._next_index
         if self.kind == "file":
             t = self._media_time_us(index)
@@ -174,7 +171,7 @@ class CameraSource:
                 return
         ok, image = self._cap.read()
         if not ok or image is None:
-            at_end = self.kind == "file" and index >= int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            at_end = self.kind == "file" and index >= int(self._cap.get(_cv2().CAP_PROP_FRAME_COUNT) or 0)
             self._release()
             if at_end and self.loop:
                 self._looped, self._next_index = self._looped + index, 0
@@ -195,7 +192,6 @@ class CameraSource:
         self.on_frame(Frame(t, captured, index, image))
 
     def _release(self) -> None:
-        self._alive = False
         if self._cap is not None:
             self._cap.release()
             self._cap = None

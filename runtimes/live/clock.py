@@ -6,6 +6,14 @@ import threading
 import time
 
 
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # waits between reopen attempts of a dead source (the last one repeats)
+
+
+def backoff_s(failures: int) -> float:
+    """How long to wait before the next reopen attempt after `failures` failed ones."""
+    return BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+
+
 def now_us() -> int:
     """Monotonic time in microseconds (never goes back, unaffected by wall-clock changes)."""
     return time.monotonic_ns() // 1000

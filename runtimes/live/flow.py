@@ -15,7 +15,6 @@ class LatestSlot(Generic[T]):
         self._item: T | None = None
         self._cond = threading.Condition()
         self.drops = 0
-        self.puts = 0
         self.max_depth = 0
         self._closed = False
 
@@ -28,7 +27,6 @@ class LatestSlot(Generic[T]):
             if self._item is not None:
                 self.drops += 1
             self._item = item
-            self.puts += 1
             self.max_depth = max(self.max_depth, self.depth)
             self._cond.notify_all()
 

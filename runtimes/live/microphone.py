@@ -10,13 +10,12 @@ import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..preprocess import to_mono_float
-from .clock import Timeline
+from .clock import Timeline, backoff_s
 from .errors import SourceUnavailableError
 from .ring import AudioRing
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
 DEAD_AFTER_S = 0.5  # no audio for this long: the microphone counts as dead
-BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def sounddevice():
@@ -139,7 +138,7 @@ class MicrophoneSource(AudioSource):
     def _watch(self) -> None:
         """Reopen the stream with backoff whenever it stops delivering audio."""
         failures = 0
-        while not self._stop.wait(BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]):
+        while not self._stop.wait(backoff_s(failures)):
             if self.alive:
                 failures = 0
                 continue

@@ -52,4 +52,4 @@ class AudioRing:
             if start < 0 or start < self._written - n or samples > n:
                 return None
             idx = np.arange(start, stop) % n
-            return self._buf[idx].copy(), self._end_us - round(behind * 1e6 / self.sample_rate)
+            return self._buf[idx], self._end_us - round(behind * 1e6 / self.sample_rate)
