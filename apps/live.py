@@ -14,7 +14,13 @@ from pathlib import Path
 
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.errors import EdgemmError
-from edgemm.runtimes.live import LivePipeline, LiveSummary, Timeline, VirtualTimeline, open_microphone
+from edgemm.runtimes.live import (
+    LivePipeline,
+    LiveSummary,
+    Timeline,
+    VirtualTimeline,
+    open_microphone,
+)
 from edgemm.runtimes.live.camera import check_camera
 from edgemm.runtimes.manifest import write_json_atomic
 
@@ -34,6 +40,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-self-check", action="store_true", help="skip the first-run check of the artifact on this machine's reference samples")
     p.add_argument("--headless", action="store_true", help="no window: JSON-lines events (stdout unless --events)")
     p.add_argument("--events", help="write JSON-lines events to this file ('-' for stdout)")
     p.add_argument("--duration", type=float, help="stop after S seconds (default: until the sources end or Ctrl-C)")
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     camera = None if camera == "none" else camera
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
-    model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
     timeline = VirtualTimeline() if args.fast else Timeline()
     microphone = None
     if mic != "none":

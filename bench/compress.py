@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.reference import ReferenceSet
 from edgemm.export.source import torch_infer
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.manifest import Manifest
+from edgemm.runtimes.reference import ReferenceSet
 
 from edgemm.checkpoint import default_checkpoint, load_checkpoint
 from edgemm.compare import Entry, compare, render, render_targets, targets
@@ -31,7 +31,12 @@ from edgemm.tables import format_table
 
 def plain_defaults(fp32: Path, out: Path, feeds: list[dict]) -> None:
     """What a user gets from quantize_static without tuning: QOperator, per-tensor, MinMax, uint8."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader:
         def __init__(self) -> None:

@@ -15,7 +15,13 @@ import torch
 from edgemm.export.onnx_int8 import Int8Options
 from edgemm.export.source import torch_infer
 
-from edgemm.bundle_bench import Subject, bench_bundle, format_targets, plot_bench, render_bench
+from edgemm.bundle_bench import (
+    Subject,
+    bench_bundle,
+    format_targets,
+    plot_bench,
+    render_bench,
+)
 from edgemm.checkpoint import default_checkpoint, load_checkpoint
 from edgemm.compare import render_targets
 from edgemm.exporting import export_checkpoint

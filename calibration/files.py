@@ -8,9 +8,22 @@ from pathlib import Path
 import numpy as np
 from edgemm.runtimes.errors import InputError, MediaReadError
 from edgemm.runtimes.media import read_audio, read_image, read_video_frames
-from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image, to_mono_float
+from edgemm.runtimes.preprocess import (
+    AudioSpec,
+    ImageSpec,
+    preprocess_audio,
+    preprocess_image,
+    to_mono_float,
+)
 
-from .sets import DEFAULT_SIZE, CalibrationError, CalibrationReport, CalibrationSet, finish, stratified_order
+from .sets import (
+    DEFAULT_SIZE,
+    CalibrationError,
+    CalibrationReport,
+    CalibrationSet,
+    finish,
+    stratified_order,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}

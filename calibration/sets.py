@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from edgemm.runtimes.errors import EdgemmError
-from edgemm.runtimes.model import MODALITY_PATTERNS
-from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_audio, preprocess_image
+from edgemm.runtimes.modalities import MODALITY_PATTERNS
+from edgemm.runtimes.preprocess import (
+    AudioSpec,
+    ImageSpec,
+    preprocess_audio,
+    preprocess_image,
+)
 
 DEFAULT_SIZE = 300  # as NNCF's and Ultralytics' defaults
 MIN_RECOMMENDED = 100

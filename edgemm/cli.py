@@ -9,7 +9,7 @@ from pathlib import Path
 from edgemm import __version__
 from edgemm.runtimes.errors import EdgemmError
 
-TORCH_COMMANDS = ("train", "distill", "quantize", "export", "verify", "demo")
+TORCH_COMMANDS = ("train", "distill", "quantize", "export", "demo")
 
 
 class UsageError(EdgemmError):
@@ -61,14 +61,16 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from edgemm.quantizing import INT8_FILE, quantize_bundle
 
     options = Int8Options(
-        method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float, per_channel=not args.per_tensor
+        method=args.method, max_drop=args.max_drop, exclude=tuple(args.exclude or ()), max_float=args.max_float, per_channel=not args.per_tensor,
+        config=args.int8_config,
     )
     manifest = quantize_bundle(args.bundle, args.calib, options, size=args.samples, checkpoint=args.checkpoint, qat=QATConfig(epochs=args.qat_epochs))
     print(_artifact_table(manifest))
     art = manifest.artifact(INT8_FILE)
     q = art.extra["quantization"]
-    print(f"{INT8_FILE}: {q['metric']} drop {q['drop_points']:.2f} points (budget {q['max_drop']}){' after QAT' if q['qat'] else ''}, "
-          f"{len(q['excluded_nodes'])} node(s) kept in float{': ' + ', '.join(q['excluded_nodes']) if q['excluded_nodes'] else ''}")  # fmt: skip
+    print(f"{INT8_FILE}: {q['config']['name']} ({q['config']['weights']}), worst kernel family's {q['metric']} drop {q['drop_points']:.2f} points "
+          f"(budget {q['max_drop']}){' after QAT' if q['qat'] else ''}, {len(q['excluded_nodes'])} node(s) kept in float"
+          f"{': ' + ', '.join(q['excluded_nodes']) if q['excluded_nodes'] else ''}")  # fmt: skip
     failed = [a.file for a in manifest.artifacts if a.precision == "int8" and not a.verified]
     if failed:
         print(f"edgemm: error: {', '.join(failed)}: over the budget or failed verification (recorded in the manifest)", file=sys.stderr)
@@ -82,7 +84,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if args.calib and not args.int8:
         raise UsageError("--calib is for --int8")
-    options = Int8Options(max_drop=args.max_drop)
+    options = Int8Options(max_drop=args.max_drop, config=args.int8_config)
     calib = (args.calib or "av-digits") if args.int8 else None
     manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
     return _report(manifest, f"bundle written to {args.output}")
@@ -144,15 +146,42 @@ def _cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from edgemm.exporting import verify_bundle
+    if args.checkpoint:
+        from edgemm.exporting import verify_bundle
 
-    manifest = verify_bundle(args.bundle, args.checkpoint, samples=args.samples, log=lambda _: None)
-    print(_artifact_table(manifest))
-    failed = [a.file for a in manifest.artifacts if not a.verified]
+        manifest = verify_bundle(args.bundle, args.checkpoint, samples=args.samples, log=lambda _: None)
+        print(_artifact_table(manifest))
+        failed = [a.file for a in manifest.artifacts if not a.verified]
+    else:
+        failed = _verify_here(args)
     if failed:
         print(f"edgemm: error: failed verification: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _verify_here(args: argparse.Namespace) -> list[str]:
+    """`edgemm verify BUNDLE` without a checkpoint: torch-free, on this machine, against the bundle's reference samples."""
+    from edgemm.runtimes.machine import this_machine
+    from edgemm.runtimes.on_target import verify_here
+    from edgemm.tables import format_table
+
+    machine = this_machine()
+    print(f"this machine: {machine.describe()}")
+    report = verify_here(args.bundle, threads=args.threads)
+    rows = []
+    for c in report.checks:
+        m = c.measured
+        fused = m.get("top1_agreement_by_mode", {}).get("fused")
+        rows.append([c.file, f"{c.backend} {c.backend_version}", "passed" if c.passed else f"FAILED: {c.reason}",
+                     f"{m['max_abs_diff']:.1e}" if "max_abs_diff" in m else "-", f"{100 * fused:.1f} %" if fused is not None else "-",
+                     f"{m['drop_points']:.1f}" if "drop_points" in m else "-", f"{c.seconds:.2f}"])  # fmt: skip
+    print(format_table(["artifact", "backend", "on this machine", "max|Δ| logits", "fused agree", "acc drop", "s"], rows))
+    for file, why in report.skipped.items():
+        print(f"not run here: {file}: {why}")
+    if report.record is not None:
+        print(f"recorded for this machine class ({machine.key}) in {report.record}")
+    return [c.file for c in report.checks if not c.passed]
 
 
 def _artifact_table(manifest) -> str:
@@ -223,6 +252,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgemm.apps.live import add_live_arguments
+    from edgemm.export.onnx_int8 import CONFIGS
     from edgemm.export.registry import FORMATS
     from edgemm.runtimes.backends import BACKENDS
 
@@ -265,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=300, help="calibration samples (class-stratified)")
     p.add_argument("--exclude", action="append", help="node name to keep in float (repeatable)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (for targets without per-channel int8)")
+    p.add_argument("--int8-config", default="auto", choices=["auto", *CONFIGS],
+                   help="ONNX INT8 types and weight bits; auto: measured on every int8 kernel family, the best within budget")
     p.add_argument("--max-float", type=float, default=0.25, help="fraction of quantizable nodes the guard may keep in float before PTQ counts as failed")
     p.add_argument("--checkpoint", help="the bundle's fp32 checkpoint: enables the QAT fallback when PTQ cannot meet the budget")
     p.add_argument("--qat-epochs", type=int, default=3)
@@ -274,10 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by `edgemm train`")
     p.add_argument("--to", default="onnx", help=f"comma-separated formats: {', '.join(FORMATS)}")
     p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
-    p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern used to verify")
+    p.add_argument("--samples", type=int, default=300, help="held-out samples per modality pattern to verify on (kept in the bundle as reference.npz)")
     p.add_argument("--int8", action="store_true", help="also add each format's INT8 artifact (as `edgemm quantize` does)")
     p.add_argument("--calib", help="INT8 calibration source (default av-digits; forms as for `edgemm quantize`)")
     p.add_argument("--max-drop", type=float, default=1.0, help="INT8 accuracy budget in points (worst modality pattern)")
+    p.add_argument("--int8-config", default="auto", choices=["auto", *CONFIGS], help="ONNX INT8 configuration (see edgemm quantize)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("bench", help="size, verification, accuracy and latency of every artifact of a bundle on this machine")
@@ -297,10 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.set_defaults(func=_cmd_build_engine)
 
-    p = sub.add_parser("verify", help="re-run every artifact's verification against the torch checkpoint")
+    p = sub.add_parser("verify", help="check every artifact on this machine against the bundle's reference samples (torch-free), "
+                                      "or, with --checkpoint, re-verify against torch")
     p.add_argument("bundle")
-    p.add_argument("--checkpoint", required=True, help="the checkpoint the bundle was exported from")
-    p.add_argument("--samples", type=int, default=256, help="held-out samples per modality pattern")
+    p.add_argument("--checkpoint", help="the checkpoint the bundle was exported from: re-verify against torch on fresh held-out data")
+    p.add_argument("--samples", type=int, default=300, help="held-out samples per modality pattern (with --checkpoint)")
+    p.add_argument("--threads", type=int, help="CPU threads per backend (without --checkpoint)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("info", help="describe a bundle: inputs, preprocessing, artifacts and their verification")

@@ -13,10 +13,11 @@ from torch import nn
 from tqdm import tqdm
 
 from edgemm.checkpoint import Checkpoint
-from edgemm.data.avdigits import cache_root, config_from_record, load_split
+from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import to_plain
-from edgemm.runtimes.model import MODALITY_PATTERNS
+from edgemm.runtimes.modalities import MODALITY_PATTERNS
+from edgemm.runtimes.paths import cache_root
 from edgemm.train import Tensors, accuracy, random_presence, to_tensors
 
 

@@ -11,15 +11,16 @@ from edgemm.data.avdigits import AVDigitsConfig, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, new_manifest
 from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.reference import REFERENCE_FILE, ReferenceSet
 from edgemm.export.registry import FORMATS, export_into, parse_formats
 from edgemm.export.source import ExportSource, torch_infer
 from edgemm.export.tensorrt_engine import build_engines
-from edgemm.export.verify import verify_artifact
+from edgemm.export.verify import confirm_on_this_machine, verify_artifact
 from edgemm.models import count_parameters
 from edgemm.runtimes.manifest import Manifest, sha256_file
+from edgemm.runtimes.reference import REFERENCE_FILE, ReferenceSet, on_grid
+from edgemm.runtimes.target_check import max_drop_of
 
-DEVICE_REFERENCE_SAMPLES = 32
+REFERENCE_SAMPLES = 300  # per modality pattern: 1 accuracy point is 3 samples, visible on every device; ~1.5 MB
 
 
 def source_from_checkpoint(ckpt: Checkpoint, path: Path | None = None) -> ExportSource:
@@ -37,19 +38,20 @@ def source_from_checkpoint(ckpt: Checkpoint, path: Path | None = None) -> Export
     return ExportSource(ckpt.model.eval(), ckpt.image, ckpt.audio, ckpt.labels, info)
 
 
-def reference_set(source: ExportSource, data: AVDigitsConfig, samples: int = 256, split: str = "test") -> ReferenceSet:
-    """Held-out samples of the checkpoint's data set (class-balanced head of the split) with torch outputs."""
+def reference_set(source: ExportSource, data: AVDigitsConfig, samples: int = REFERENCE_SAMPLES, split: str = "test") -> ReferenceSet:
+    """Held-out samples of the checkpoint's data set (class-balanced head of the split) with torch outputs,
+    computed on the inputs exactly as the bundle's reference file stores them."""
     held_out = load_split(split, data)
     held_out = held_out.subset(np.arange(min(samples, len(held_out))))
     image, audio = split_tensors(held_out, source.image, source.audio)
-    return ReferenceSet.build(torch_infer(source.model), image, audio, held_out.labels)
+    return ReferenceSet.build(torch_infer(source.model), on_grid(image), on_grid(audio), held_out.labels)
 
 
 def export_checkpoint(
     checkpoint: str | Path,
     formats: str,
     out: str | Path,
-    samples: int = 256,
+    samples: int = REFERENCE_SAMPLES,
     log: Callable[[str], None] = print,
     int8_calib: str | None = None,
     int8: Int8Options = Int8Options(),
@@ -71,9 +73,12 @@ def export_checkpoint(
             if fmt.exporter is not None:
                 export_into(stage, fmt, source, reference, log)
         save_reference(stage, reference)
+        confirm_on_this_machine(stage, log)
         stage.commit()
     if int8_calib:
-        from edgemm.quantizing import quantize_bundle  # quantizing uses this module's helpers
+        from edgemm.quantizing import (
+            quantize_bundle,  # quantizing uses this module's helpers
+        )
 
         quantize_bundle(out, int8_calib, int8, checkpoint=checkpoint, log=log)
     if FORMATS["tensorrt"] in rows:
@@ -83,11 +88,10 @@ def export_checkpoint(
     return Manifest.read(Path(out))
 
 
-def save_reference(stage: BundleStage, reference: ReferenceSet, samples: int = DEVICE_REFERENCE_SAMPLES) -> None:
-    """A few held-out samples with torch's outputs inside the bundle: devices verify what they build on them."""
-    small = reference.head(samples)
-    small.save(stage.path / REFERENCE_FILE)
-    stage.manifest.model["reference"] = {"file": REFERENCE_FILE, "sha256": sha256_file(stage.path / REFERENCE_FILE), "samples": len(small) // 3, "outputs_from": small.name}
+def save_reference(stage: BundleStage, reference: ReferenceSet) -> None:
+    """The held-out samples with torch's outputs inside the bundle: every machine verifies artifacts on them."""
+    reference.save(stage.path / REFERENCE_FILE)
+    stage.manifest.model["reference"] = {"file": REFERENCE_FILE, "sha256": sha256_file(stage.path / REFERENCE_FILE), "samples": len(reference) // 3, "outputs_from": reference.name}
 
 
 def check_source(checkpoint: Path, manifest: Manifest) -> None:
@@ -97,7 +101,7 @@ def check_source(checkpoint: Path, manifest: Manifest) -> None:
         raise CheckpointError(f"{checkpoint}: not the checkpoint this bundle was exported from (sha256 differs)")
 
 
-def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = 256, log: Callable[[str], None] = print) -> Manifest:
+def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = REFERENCE_SAMPLES, log: Callable[[str], None] = print) -> Manifest:
     """Re-run every artifact's verification against the torch checkpoint the bundle was exported from.
 
     An INT8 artifact keeps failing if its accuracy budget was not met at quantization time."""
@@ -110,11 +114,12 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = 256
     with BundleStage(bundle, manifest) as stage:
         for art in manifest.artifacts:
             budget_met = art.verification.get("budget_met", True)
-            result = verify_artifact(stage.path, art.file, art.precision, reference, backend=FORMATS[art.format].backend)
+            result = verify_artifact(stage.path, art.file, art.precision, reference, FORMATS[art.format].backend, max_drop_of(art))
             result["passed"] = bool(result.get("passed")) and budget_met
             if "budget_met" in art.verification:
                 result["budget_met"] = budget_met
             art.verification = result
             log(f"{art.file}: {'passed' if art.verified else 'FAILED'}")
+        confirm_on_this_machine(stage, log)
         stage.commit()
     return stage.manifest

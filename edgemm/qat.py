@@ -23,7 +23,7 @@ from edgemm.calibration import CalibrationSet
 from edgemm.checkpoint import Checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.distill import kd_loss
-from edgemm.runtimes.model import MODALITY_PATTERNS
+from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.train import accuracy, random_presence, to_tensors
 
 

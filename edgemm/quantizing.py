@@ -8,24 +8,42 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemm.calibration import CalibrationError, CalibrationSet, from_arrays, from_csv, from_folder, from_stream
+from edgemm.calibration import (
+    CalibrationError,
+    CalibrationSet,
+    from_arrays,
+    from_csv,
+    from_folder,
+    from_stream,
+)
 from edgemm.calibration.files import VIDEO_SUFFIXES
 from edgemm.checkpoint import load_checkpoint
 from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, describe
 from edgemm.export.onnx_format import export_onnx
-from edgemm.export.onnx_int8 import Int8Options, guarded_quantize, reference_scores, scores
+from edgemm.export.onnx_int8 import (
+    Int8Options,
+    guarded_quantize,
+    reference_scores,
+    scores,
+)
 from edgemm.export.openvino_int8 import nncf_quantize
-from edgemm.export.reference import ReferenceSet
-from edgemm.export.registry import FORMATS, ExportFormat, one_line, record_failure, unavailable
+from edgemm.export.registry import (
+    FORMATS,
+    ExportFormat,
+    one_line,
+    record_failure,
+    unavailable,
+)
 from edgemm.export.tflite_int8 import pt2e_quantize
-from edgemm.export.verify import verify_artifact
+from edgemm.export.verify import confirm_on_this_machine, verify_artifact
 from edgemm.exporting import check_source, source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
 from edgemm.runtimes.backends import BACKENDS, module_available
 from edgemm.runtimes.errors import BackendUnavailableError, BundleError
 from edgemm.runtimes.manifest import Manifest
+from edgemm.runtimes.reference import ReferenceSet
 
 BUILTIN = "av-digits"
 INT8_FILE = FORMATS["onnx"].int8_file
@@ -90,8 +108,7 @@ def _converter_int8(
     except Exception as exc:  # one converter failing must not lose the other INT8 artifacts
         record_failure(stage, fmt.name, "int8", "quantize", one_line(exc), log)
         return
-    labelled = bool((held_out.labels >= 0).all())
-    fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, labelled, fmt.backend)
+    fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, fmt.backend)
     drop = max(fp32_scores[m] - got[m] for m in fp32_scores)
     log(f"{fmt.name} int8 ({how['tool']}, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
     artifact = describe(
@@ -172,8 +189,8 @@ def quantize_bundle(
             quantization={
                 "tool": "onnxruntime.quantization.quantize_static",
                 "format": "QDQ",
-                "weights": "int8 symmetric, per-channel" if options.per_channel else "int8 symmetric, per-tensor",
-                "activations": "int8 symmetric",
+                "weights": guard.config.describe()["weights"] + (", per-channel" if options.per_channel else ", per-tensor"),
+                "activations": guard.config.describe()["activations"],
                 "method": options.method,
                 "calibration": report.to_dict(),
                 "held_out": f"{held_out.name} ({len(held_out)} rows)",
@@ -189,5 +206,6 @@ def quantize_bundle(
         verification["passed"] = bool(verification.get("passed")) and guard.within_budget
         artifact.verification = verification
         _converters_int8(stage, calibration, held_out, options, Path(checkpoint) if checkpoint else None, log)
+        confirm_on_this_machine(stage, log, only={a.file for a in stage.manifest.artifacts if a.precision == "int8"})
         stage.commit()
     return stage.manifest

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemm.data.avdigits import SAMPLE_RATE, AVDigitsConfig, cache_root, load_split
+from edgemm.data.avdigits import SAMPLE_RATE, AVDigitsConfig, load_split
 from edgemm.runtimes.errors import MediaReadError
+from edgemm.runtimes.paths import cache_root
 
 FPS = 30
 SEGMENT_S = 1.5

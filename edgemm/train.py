@@ -15,7 +15,7 @@ from edgemm.data.avdigits import LABELS, AVDigitsConfig, Split, load_split
 from edgemm.data.features import fit_audio_norm, split_tensors
 from edgemm.models import build_model, count_parameters
 from edgemm.models.teacher import TeacherConfig
-from edgemm.runtimes.model import MODALITY_PATTERNS
+from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 
 

@@ -7,9 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgemm.runtimes.manifest import MANIFEST_NAME, Artifact, Manifest, sha256_file, write_json_atomic
-
-from .reference import INPUT_NAMES, OUTPUT_NAMES
+from edgemm.runtimes.machine import this_machine, tool_versions
+from edgemm.runtimes.manifest import (
+    MANIFEST_NAME,
+    Artifact,
+    Manifest,
+    sha256_file,
+    write_json_atomic,
+)
+from edgemm.runtimes.reference import INPUT_NAMES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
     from .source import ExportSource
@@ -42,9 +48,11 @@ def new_manifest(source: "ExportSource") -> Manifest:
 
 
 def describe(staging: Path, file: str, fmt: str, precision: str, parts: tuple[str, ...] = (), **extra) -> Artifact:
-    """An Artifact entry for a file (and its companion files) just written into the staging folder."""
+    """An Artifact entry for a file (and its companion files) just written into the staging folder, with the
+    versions of the tools that made it and the machine it was made on."""
     path = staging / file
     companions = [{"file": p, "sha256": sha256_file(staging / p), "bytes": (staging / p).stat().st_size} for p in parts]
+    extra["made_with"] = {"tools": tool_versions(), "machine": this_machine().to_dict()}
     return Artifact(file=file, format=fmt, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size, extra=extra, parts=companions)
 
 

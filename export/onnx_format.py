@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 
 import torch
+from edgemm.runtimes.reference import INPUT_NAMES, OUTPUT_NAMES
 
-from .reference import INPUT_NAMES, OUTPUT_NAMES
 from .source import ExportSource
 
 OPSET = 18

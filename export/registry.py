@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
+from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage, describe
-from .reference import ReferenceSet
 from .verify import verify_artifact
 
 if TYPE_CHECKING:

@@ -1,16 +1,14 @@
 """What an export starts from: the torch model with its data contract."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
+from edgemm.runtimes.reference import OUTPUT_NAMES, Infer
 from torch import nn
-
-from .reference import INPUT_NAMES, OUTPUT_NAMES, Infer
 
 
 @dataclass

@@ -14,12 +14,17 @@ from pathlib import Path
 
 from edgemm.runtimes.backends.tensorrt_backend import MAX_BATCH
 from edgemm.runtimes.cuda_device import cuda_device
-from edgemm.runtimes.errors import BackendUnavailableError, BundleError, ChecksumError, DeviceUnavailableError
+from edgemm.runtimes.errors import (
+    BackendUnavailableError,
+    BundleError,
+    ChecksumError,
+    DeviceUnavailableError,
+)
 from edgemm.runtimes.manifest import Manifest, sha256_file
+from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage, describe
 from .registry import FORMATS, one_line, record_failure, unavailable
-from .reference import ReferenceSet
 from .verify import verify_artifact
 
 OPT_BATCH = 8
@@ -53,7 +58,13 @@ def trtexec_command(precision: str, manifest: Manifest) -> str:
 def build_engine(onnx_path: Path, out: Path, precision: str, manifest: Manifest) -> dict:
     """Build and serialize one engine (written to a temp file, then renamed); returns what it was built for."""
     import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, Profile, engine_from_network, network_from_onnx_path, save_engine
+    from polygraphy.backend.trt import (
+        CreateConfig,
+        Profile,
+        engine_from_network,
+        network_from_onnx_path,
+        save_engine,
+    )
 
     profile = Profile()
     for name, (low, opt, high) in profile_shapes(manifest).items():

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from edgemm.runtimes.reference import INPUT_NAMES, OUTPUT_NAMES
 from torch import nn
 
-from .reference import INPUT_NAMES, OUTPUT_NAMES
 from .source import ExportSource
 
 

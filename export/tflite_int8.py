@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.reference import INPUT_NAMES
 
-from .reference import INPUT_NAMES
 from .source import ExportSource
 from .tflite_format import NamedOutputs, quiet_converter, sample_inputs
 

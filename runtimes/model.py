@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, BackendInfo, auto_order, backend_for
+from .backends import BACKENDS, Backend, BackendInfo, backend_for, preference
+from .backends.tensorrt_backend import EngineMismatchError
 from .errors import BackendUnavailableError, BundleError, InputError
+from .machine import this_machine
 from .manifest import Artifact, Manifest
+from .modalities import MODALITIES
 from .preprocess import preprocess_audio, preprocess_image
-
-MODALITIES = ("image", "audio")
-# The `present` rows of the three ways a sample can reach the model; shared by training, calibration,
-# verification and reports.
-MODALITY_PATTERNS = {"fused": (1.0, 1.0), "image_only": (1.0, 0.0), "audio_only": (0.0, 1.0)}
+from .target_check import CheckStore, log, reference_digest, reference_of, run_check
 
 
 @dataclass
@@ -143,29 +142,52 @@ class BundleModel:
         return self.predict_batch([image], [audio], sample_rate, color_order)[0]
 
 
-def _choose(manifest: Manifest, bundle: Path, backend: str, artifact: str | None, precision: str | None) -> tuple[Artifact, BackendInfo]:
-    if artifact is not None:
-        art = manifest.artifact(artifact)
-        infos = [backend_for(backend)] if backend != "auto" else [b for b in BACKENDS.values() if art.format in b.formats]
-        info = next((b for b in infos if art.format in b.formats), None)
-        if info is None:
-            raise BundleError(f"backend {backend!r} cannot run {art.format} artifact {art.file}")
-        return art, info
-    verified = [a for a in manifest.artifacts if a.verified and precision in (None, a.precision)]
+class NoUsableArtifactError(BundleError):
+    """No artifact of a bundle may run here: the message names each candidate and why it was refused."""
+
+
+def _explicit(manifest: Manifest, backend: str, artifact: str) -> tuple[Artifact, BackendInfo]:
+    art = manifest.artifact(artifact)
+    infos = [backend_for(backend)] if backend != "auto" else [b for b in BACKENDS.values() if art.format in b.formats]
+    info = next((b for b in infos if art.format in b.formats), None)
+    if info is None:
+        raise BundleError(f"backend {backend!r} cannot run {art.format} artifact {art.file}")
+    return art, info
+
+
+def _candidates(manifest: Manifest, bundle: Path, backend: str, precision: str | None) -> tuple[list[tuple[Artifact, BackendInfo]], list[str]]:
+    """Artifacts verified at export that an installed backend can run, most preferred first, and why the others
+    were refused."""
+    wanted = [a for a in manifest.artifacts if precision in (None, a.precision)]
+    verified = [a for a in wanted if a.verified]
+    refused = [f"{a.file}: failed verification at export ({a.verification.get('reason') or a.verification.get('error') or 'over its budget'})"
+               for a in wanted if not a.verified]  # fmt: skip
     if not verified:
-        raise BundleError(f"{bundle}: no {precision + ' ' if precision else ''}artifact passed verification")
-    candidates = [backend_for(backend)] if backend != "auto" else auto_order()
-    if backend != "auto" and not candidates[0].installed():
-        raise BackendUnavailableError(f"the {backend} backend", candidates[0].package, candidates[0].extra)
-    for info in candidates:
-        for art in verified:
-            if art.format in info.formats:
-                return art, info
-    formats = sorted({a.format for a in verified})
-    for info in BACKENDS.values():
-        if set(info.formats) & set(formats):
-            raise BackendUnavailableError(f"running {bundle}'s {info.formats[0]} artifact", info.package, info.extra)
-    raise BundleError(f"{bundle}: no backend knows the formats {formats}")
+        raise BundleError(f"{bundle}: no {precision + ' ' if precision else ''}artifact passed verification" + (f": {'; '.join(refused)}" if refused else ""))
+    if backend != "auto":
+        order = [backend_for(backend)]
+        if not order[0].installed():
+            raise BackendUnavailableError(f"the {backend} backend", order[0].package, order[0].extra)
+    else:
+        order = [BACKENDS[name] for name in preference()]
+    candidates = [(a, info) for info in order if info.installed() for a in verified if a.format in info.formats]
+    chosen = {a.file for a, _ in candidates}
+    for art in (a for a in verified if a.file not in chosen):
+        info = next((b for b in order if art.format in b.formats), None)
+        refused.append(f"{art.file}: {BackendUnavailableError('it', info.package, info.extra)}" if info else f"{art.file}: not a {backend} artifact")
+    if not candidates and backend == "auto":
+        info = next(b for b in BACKENDS.values() if verified[0].format in b.formats)
+        raise BackendUnavailableError(f"running {bundle}'s {verified[0].format} artifact", info.package, info.extra)
+    return candidates, refused
+
+
+def _open(bundle: Path, manifest: Manifest, art: Artifact, info: BackendInfo, threads: int | None, device: str | None) -> BundleModel:
+    file = art.check_file(bundle)
+    if art.format == "tensorrt":
+        from .backends.tensorrt_backend import check_engine_target, current_target
+
+        check_engine_target(file, bundle, art.extra.get("tensorrt", {}), current_target())
+    return BundleModel(bundle, manifest, art, info.open(file, threads=threads, device=device))
 
 
 def load_bundle(
@@ -175,19 +197,43 @@ def load_bundle(
     precision: str | None = None,
     threads: int | None = None,
     device: str | None = None,
+    self_check: bool = True,
 ) -> BundleModel:
     """Open a bundle: read the manifest, pick a verified artifact, check its sha256, start its backend.
 
     `backend="auto"` picks the most preferred installed backend that can run a verified artifact;
     `precision="int8"` restricts the choice to verified artifacts of that precision;
     `artifact="model.onnx"` forces one file (even an unverified one, e.g. for `edgemm verify`).
+    An artifact that failed its check on this machine class is never chosen. With `self_check` (default),
+    the chosen artifact is first run on the bundle's reference samples when this machine class has no
+    record of it (about a second, once: the result is kept in `BUNDLE/checks/`, or the user cache when the
+    bundle is read-only); if it fails here, the next candidate is tried, with one log line saying why.
     """
     bundle = Path(path)
     manifest = Manifest.read(bundle)
-    art, info = _choose(manifest, bundle, backend, artifact, precision)
-    file = art.check_file(bundle)
-    if art.format == "tensorrt":
-        from .backends.tensorrt_backend import check_engine_target, current_target
-
-        check_engine_target(file, bundle, art.extra.get("tensorrt", {}), current_target())
-    return BundleModel(bundle, manifest, art, info.open(file, threads=threads, device=device))
+    if artifact is not None:
+        return _open(bundle, manifest, *_explicit(manifest, backend, artifact), threads, device)
+    candidates, refused = _candidates(manifest, bundle, backend, precision)
+    store, reference, reference_sha, machine = CheckStore(bundle), None, reference_digest(bundle, manifest), this_machine()
+    for art, info in candidates:
+        known = store.lookup(art, reference_sha, info.name) if reference_sha else None
+        if known is not None and not known.passed:
+            refused.append(f"{art.file}: failed verification on this CPU ({machine.cpu}, {machine.int8_kernels}): {known.reason}")
+            log.warning(f"edgemm: not using {art.file}: it failed its check on this machine class ({known.reason}, {known.checked_by} {known.checked_at})")
+            continue
+        try:
+            model = _open(bundle, manifest, art, info, threads, device)
+        except (BackendUnavailableError, EngineMismatchError) as exc:  # a TensorRT engine with no GPU, or built for another one
+            refused.append(f"{art.file}: {exc}")
+            continue
+        if known is None and self_check and reference_sha:
+            reference = reference or reference_of(bundle, manifest)
+            check = run_check(model.infer, art, reference, reference_sha, info.name, "self-check")
+            where = store.save([check])
+            if not check.passed:
+                refused.append(f"{art.file}: failed verification on this CPU ({machine.cpu}, {machine.int8_kernels}): {check.reason}")
+                log.warning(f"edgemm: not using {art.file}: it failed its first check on this machine ({machine.cpu}): {check.reason} (recorded in {where})")
+                continue
+        return model
+    raise NoUsableArtifactError(f"{bundle}: no usable {precision + ' ' if precision else ''}artifact" + (f" for the {backend} backend" if backend != "auto" else "")
+                                + f" on this machine ({machine.cpu}): " + "; ".join(refused))  # fmt: skip

@@ -3,7 +3,14 @@ import warnings
 
 import numpy as np
 import pytest
-from edgemm.calibration import CalibrationError, SmallCalibrationWarning, from_arrays, from_csv, from_folder, from_stream
+from edgemm.calibration import (
+    CalibrationError,
+    SmallCalibrationWarning,
+    from_arrays,
+    from_csv,
+    from_folder,
+    from_stream,
+)
 from edgemm.calibration.sets import select
 from edgemm.runtimes.media import write_audio, write_image
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_image

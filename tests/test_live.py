@@ -10,7 +10,13 @@ import time
 import numpy as np
 import pytest
 from edgemm.runtimes import load_bundle
-from edgemm.runtimes.live import AudioRing, LatestSlot, LivePipeline, Timeline, VirtualTimeline
+from edgemm.runtimes.live import (
+    AudioRing,
+    LatestSlot,
+    LivePipeline,
+    Timeline,
+    VirtualTimeline,
+)
 from edgemm.runtimes.live.camera import CameraSource, MonotonicGuard, camera_pipeline
 from edgemm.runtimes.live.errors import SourceUnavailableError
 from edgemm.runtimes.live.microphone import FileMicrophone
@@ -252,6 +258,7 @@ def test_allow_missing_runs_degraded_on_the_microphone_alone(tiny_bundle, av_fil
 
 def test_sample_stream_and_its_ground_truth(tmp_path):
     from edgemm.apps.truth import GroundTruth, Scorer
+
     from edgemm.sample_stream import FPS, SEGMENT_S, sample_stream
     from edgemm.train import tiny_config
 

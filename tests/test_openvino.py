@@ -74,8 +74,8 @@ def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
 
 def test_quantize_adds_openvino_int8_through_nncf(ov_bundle):
     from edgemm.export.onnx_int8 import Int8Options
-
     from edgemm.export.registry import FORMATS
+
     from edgemm.quantizing import quantize_bundle
 
     OV_INT8 = FORMATS["openvino"].int8_file

@@ -2,7 +2,14 @@
 import numpy as np
 import pytest
 from edgemm.runtimes.errors import InputError
-from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, log_mel, preprocess_audio, preprocess_image, resample
+from edgemm.runtimes.preprocess import (
+    AudioSpec,
+    ImageSpec,
+    log_mel,
+    preprocess_audio,
+    preprocess_image,
+    resample,
+)
 
 
 def test_training_features_equal_runtime_preprocessing(tiny_test_split, tiny_checkpoint):

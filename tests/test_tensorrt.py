@@ -64,8 +64,8 @@ def test_build_engine_refuses_clearly_without_tensorrt(trt_export):
 
 
 def test_bundle_carries_reference_samples_for_the_device(trt_export):
-    from edgemm.export.reference import ReferenceSet
     from edgemm.runtimes.manifest import Manifest, sha256_file
+    from edgemm.runtimes.reference import ReferenceSet
 
     out, _ = trt_export
     recorded = Manifest.read(out).model["reference"]
@@ -78,7 +78,10 @@ def test_bundle_carries_reference_samples_for_the_device(trt_export):
 
 
 def test_engine_for_another_gpu_or_version_is_refused(tmp_path):
-    from edgemm.runtimes.backends.tensorrt_backend import EngineMismatchError, check_engine_target
+    from edgemm.runtimes.backends.tensorrt_backend import (
+        EngineMismatchError,
+        check_engine_target,
+    )
 
     built = {"tensorrt": "10.3.0", "gpu": {"name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}}
     orin = {"tensorrt": "10.3.0", "gpu": {"index": 0, "name": "Orin", "compute_capability": "8.7"}}
@@ -92,8 +95,9 @@ def test_engine_for_another_gpu_or_version_is_refused(tmp_path):
 def test_bench_uses_the_bundles_reference_samples_where_the_data_set_is_not_at_hand(trt_export, tmp_path):
     import shutil
 
-    from edgemm.bundle_bench import bench_bundle
     from edgemm.runtimes.manifest import Manifest
+
+    from edgemm.bundle_bench import bench_bundle
 
     out, _ = trt_export
     bundle = shutil.copytree(out, tmp_path / "device.edgemm")

@@ -17,6 +17,7 @@ FP32, FP16, INT8 = "tflite/model.tflite", "tflite/model.fp16.tflite", "tflite/mo
 @pytest.fixture(scope="module")
 def tflite_bundle_master(tiny_student, tmp_path_factory):
     from edgemm.export.onnx_int8 import Int8Options
+
     from edgemm.exporting import export_checkpoint
 
     out = tmp_path_factory.mktemp("tflite") / "t.edgemm"
@@ -83,6 +84,7 @@ def test_truncated_tflite_is_a_clear_error(tflite_bundle, tmp_path):
 
 def test_tflite_int8_needs_the_checkpoint(tflite_bundle):
     from edgemm.export.onnx_int8 import Int8Options
+
     from edgemm.quantizing import quantize_bundle
 
     manifest = quantize_bundle(tflite_bundle, "av-digits", Int8Options(max_drop=100.0), size=20, log=lambda _: None)

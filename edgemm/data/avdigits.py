@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgemm.runtimes.paths import cache_root
 from edgemm.runtimes.preprocess import resample
 
 from .augment import corrupt_audio, corrupt_image
@@ -76,10 +77,6 @@ def config_from_record(data: dict) -> AVDigitsConfig:
     """The data-set config recorded in a checkpoint's `data` entry (defaults where absent)."""
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "name"}
     return AVDigitsConfig(**fields)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGEMM_CACHE", Path.home() / ".cache" / "edgemm"))
 
 
 def _split_indices(labels: np.ndarray, config: AVDigitsConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:

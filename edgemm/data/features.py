@@ -5,7 +5,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, log_mel, prepare_clip, preprocess_image
+from edgemm.runtimes.preprocess import (
+    AudioSpec,
+    ImageSpec,
+    log_mel,
+    prepare_clip,
+    preprocess_image,
+)
 
 from .avdigits import SAMPLE_RATE, Split
 

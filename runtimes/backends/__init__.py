@@ -88,9 +88,4 @@ def preference(machine: str | None = None, vendor: str | None = None, gpu: bool 
     return order + [name for name in BACKENDS if name not in order]
 
 
-def auto_order() -> list[BackendInfo]:
-    """Installed backends, most preferred first for this machine."""
-    return [BACKENDS[name] for name in preference() if name in BACKENDS and BACKENDS[name].installed()]
-
-
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "auto_order", "backend_for", "module_available", "preference"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_for", "module_available", "preference"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # waits between reopen attempts of a dead source (the last one repeats)
 
 

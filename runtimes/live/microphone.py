@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import BackendUnavailableError
 from ..preprocess import to_mono_float
 from .clock import Timeline, backoff_s
