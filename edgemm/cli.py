@@ -168,7 +168,7 @@ def _verify_here(args: argparse.Namespace) -> list[str]:
 
     machine = this_machine()
     print(f"this machine: {machine.describe()}")
-    report = verify_here(args.bundle, threads=args.threads)
+    report = verify_here(args.bundle, only=set(args.only) if args.only else None, threads=args.threads)
     rows = []
     for c in report.checks:
         m = c.measured
@@ -336,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="the checkpoint the bundle was exported from: re-verify against torch on fresh held-out data")
     p.add_argument("--samples", type=int, default=300, help="held-out samples per modality pattern (with --checkpoint)")
     p.add_argument("--threads", type=int, help="CPU threads per backend (without --checkpoint)")
+    p.add_argument("--only", action="append", metavar="FILE", help="check only this artifact (repeatable; without --checkpoint)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("info", help="describe a bundle: inputs, preprocessing, artifacts and their verification")

@@ -81,7 +81,7 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     manifest = export_checkpoint(student_path, FORMATS_SPEC, bundle, log=say, int8_calib="av-digits", int8=Int8Options(max_drop=1.0))
     for art in manifest.artifacts:
         v = art.verification
-        say(f"{art.file}: {'verified' if art.verified else 'FAILED (' + str(v.get('reason') or v.get('error')) + ')'} ({v.get('backend', '?')}) "
+        say(f"{art.file}: {'verified' if art.verified else 'FAILED (' + art.failure + ')'} ({v.get('backend', '?')}) "
             f"against {v.get('reference', '?')}: max |Δ logits| {v.get('max_abs_diff', float('nan')):.1e}, top-1 agreement {v.get('top1_agreement', 0):.2%}")  # fmt: skip
     q = manifest.artifact(INT8_FILE).extra["quantization"] if INT8_FILE in {a.file for a in manifest.artifacts} else None
     if q:
@@ -154,4 +154,4 @@ def _usable(bundle: Path, threads: int, say, **choice) -> BundleModel | None:
 
 def _unverified(manifest) -> str:
     """The artifacts that failed verification, with why, or ''."""
-    return "; ".join(f"{a.file} ({a.verification.get('reason') or a.verification.get('error') or 'failed'})" for a in manifest.artifacts if not a.verified)
+    return "; ".join(f"{a.file} ({a.failure})" for a in manifest.artifacts if not a.verified)

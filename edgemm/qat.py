@@ -35,23 +35,26 @@ class QATConfig:
     temperature: float = 2.0
     modality_dropout: float = 0.2
     per_channel: bool = True  # weight scales per output channel, as the export will use
+    reduce_range: bool = False  # 7-bit weights ([-64, 64], onnxruntime's reduced range), as the chosen INT8 configuration uses
     seed: int = 0
 
 
 class WeightFakeQuant(nn.Module):
-    """Symmetric int8 fake quantization of a weight, per output channel or per tensor (straight-through)."""
+    """Symmetric int8 (or 7-bit) fake quantization of a weight, per output channel or per tensor (straight-through)."""
 
-    def __init__(self, per_channel: bool) -> None:
+    def __init__(self, per_channel: bool, reduce_range: bool = False) -> None:
         super().__init__()
         self.per_channel = per_channel
+        self.qmax = 64 if reduce_range else 127
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        q = self.qmax
         if not self.per_channel:
-            scale = (weight.detach().abs().max() / 127).clamp(min=1e-12)
-            return torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros((), dtype=torch.int32), -127, 127)
-        scale = (weight.detach().abs().flatten(1).amax(1) / 127).clamp(min=1e-12)
+            scale = (weight.detach().abs().max() / q).clamp(min=1e-12)
+            return torch.fake_quantize_per_tensor_affine(weight, scale, torch.zeros((), dtype=torch.int32), -q, q)
+        scale = (weight.detach().abs().flatten(1).amax(1) / q).clamp(min=1e-12)
         zero = torch.zeros(weight.shape[0], dtype=torch.int32)
-        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+        return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -q, q)
 
 
 class ActivationFakeQuant:
@@ -108,7 +111,7 @@ def qat_finetune(student: Checkpoint, calibration: CalibrationSet, config: QATCo
     model = copy.deepcopy(student.model)
     quantizers, hooks = [], []
     for layer in _quantizable(model):
-        parametrize.register_parametrization(layer, "weight", WeightFakeQuant(config.per_channel))
+        parametrize.register_parametrization(layer, "weight", WeightFakeQuant(config.per_channel, config.reduce_range))
         quantizers.append(ActivationFakeQuant())
         hooks.append(layer.register_forward_pre_hook(quantizers[-1].on_input))
     for point in _output_points(model):

@@ -178,10 +178,11 @@ def quantize_bundle(
         guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
         qat_record = None
         if not guard.within_budget and checkpoint is not None:
-            qat = replace(qat, per_channel=options.per_channel)
+            qat = replace(qat, per_channel=options.per_channel, reduce_range=guard.config.reduce_range)
+            same_config = replace(options, config=guard.config.name)  # the weights adapt to this configuration: keep it
             with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:
                 qat_record = _qat_onnx(Path(checkpoint), manifest, calibration, Path(tmp) / "qat.onnx", qat, log)
-                guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, options, log)
+                guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, same_config, log)
         elif not guard.within_budget:
             log("PTQ cannot meet the budget; give --checkpoint (the bundle's fp32 checkpoint) for the QAT fallback")
         artifact = describe(

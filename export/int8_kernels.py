@@ -46,7 +46,8 @@ def _native(path: Path, rows: ReferenceSet) -> np.ndarray:
     return run_model(lambda i, a, p: backend.run({"image": i, "audio": a, "present": p}), rows)
 
 
-def _unfused(path: Path, rows: ReferenceSet) -> np.ndarray:
+def unfused_logits(path: Path, rows: ReferenceSet) -> np.ndarray:
+    """An INT8 ONNX's logits with its Q/DQ nodes run one by one: integer arithmetic without any kernel's saturation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -64,7 +65,7 @@ def measurements(machine: MachineInfo) -> dict[str, Measurement | None]:
     """For each kernel family, how this machine measures it (None: it cannot)."""
     here = f"this CPU ({machine.cpu}, {machine.int8_kernels})"
     if machine.int8_saturates:
-        return {AVX2: Measurement(AVX2, here, _native), EXACT: Measurement(EXACT, "Q/DQ graph run unfused (integer math without saturation)", _unfused)}
+        return {AVX2: Measurement(AVX2, here, _native), EXACT: Measurement(EXACT, "Q/DQ graph run unfused (integer math without saturation)", unfused_logits)}
     emulated = None
     if machine.arch in ("x86_64", "amd64") and qemu_binary() is not None:
         emulated = Measurement(AVX2, f"qemu-x86_64-static -cpu {AVX2_ONLY_CPU} (emulated AVX2-only x86)", _emulated_avx2)

@@ -59,6 +59,11 @@ class Artifact:
         return bool(self.verification.get("passed"))
 
     @property
+    def failure(self) -> str:
+        """Why its verification failed, in a few words."""
+        return str(self.verification.get("reason") or self.verification.get("error") or "over its accuracy budget")
+
+    @property
     def total_bytes(self) -> int:
         """The artifact's size with its companion files."""
         return self.bytes + sum(int(p["bytes"]) for p in self.parts)

@@ -160,8 +160,7 @@ def _candidates(manifest: Manifest, bundle: Path, backend: str, precision: str |
     were refused."""
     wanted = [a for a in manifest.artifacts if precision in (None, a.precision)]
     verified = [a for a in wanted if a.verified]
-    refused = [f"{a.file}: failed verification at export ({a.verification.get('reason') or a.verification.get('error') or 'over its budget'})"
-               for a in wanted if not a.verified]  # fmt: skip
+    refused = [f"{a.file}: failed verification at export ({a.failure})" for a in wanted if not a.verified]
     if not verified:
         raise BundleError(f"{bundle}: no {precision + ' ' if precision else ''}artifact passed verification" + (f": {'; '.join(refused)}" if refused else ""))
     if backend != "auto":
@@ -228,7 +227,7 @@ def load_bundle(
             continue
         if known is None and self_check and reference_sha:
             reference = reference or reference_of(bundle, manifest)
-            check = run_check(model.infer, art, reference, reference_sha, info.name, "self-check")
+            check = run_check(bundle, model.infer, art, reference, reference_sha, info.name, "self-check")
             where = store.save([check])
             if not check.passed:
                 refused.append(f"{art.file}: failed verification on this CPU ({machine.cpu}, {machine.int8_kernels}): {check.reason}")

@@ -3,22 +3,23 @@ bundle's own reference samples (torch-free), judged by its precision's rules, re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from .backends import BACKENDS
 from .backends.tensorrt_backend import EngineMismatchError
 from .errors import BackendUnavailableError, BundleError, EdgemmError
-from .machine import backend_version
 from .manifest import Manifest
 from .model import load_bundle
 from .target_check import (
     CheckStore,
     TargetCheck,
+    failed_check,
     reference_digest,
     reference_of,
     run_check,
 )
+
+CHECKED_BY = "edgemm verify"
 
 
 @dataclass
@@ -30,7 +31,7 @@ class TargetReport:
     record: Path | None
 
 
-def verify_here(bundle: str | Path, checked_by: str = "edgemm verify", only: set[str] | None = None, threads: int | None = None) -> TargetReport:
+def verify_here(bundle: str | Path, only: set[str] | None = None, threads: int | None = None) -> TargetReport:
     """Check every artifact (or those in `only`) of `bundle` that this machine can run, and record the results."""
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)
@@ -39,8 +40,14 @@ def verify_here(bundle: str | Path, checked_by: str = "edgemm verify", only: set
         raise BundleError(f"{bundle}: no reference samples to verify on (re-export it with this edgemm)")
     reference = reference_of(bundle, manifest)
     checks, skipped = [], {}
+    unknown = sorted((only or set()) - {a.file for a in manifest.artifacts})
+    if unknown:
+        raise BundleError(f"{bundle}: no artifact {', '.join(unknown)} in the manifest")
     for art in manifest.artifacts:
         if only is not None and art.file not in only:
+            continue
+        if not art.verified:
+            skipped[art.file] = f"failed verification at export ({art.failure}): never used"
             continue
         info = next(b for b in BACKENDS.values() if art.format in b.formats)
         if not info.installed():
@@ -52,9 +59,8 @@ def verify_here(bundle: str | Path, checked_by: str = "edgemm verify", only: set
             skipped[art.file] = str(exc)
             continue
         except EdgemmError as exc:
-            checks.append(TargetCheck(art.file, art.sha256, digest, info.name, backend_version(info.name), False, str(exc), 0, 0.0,
-                                      checked_by=checked_by, checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds")))  # fmt: skip
+            checks.append(failed_check(art, digest, info.name, str(exc), CHECKED_BY))
             continue
-        checks.append(run_check(model.infer, art, reference, digest, info.name, checked_by))
+        checks.append(run_check(bundle, model.infer, art, reference, digest, info.name, CHECKED_BY))
     record = CheckStore(bundle).save(checks, keep={a.sha256 for a in manifest.artifacts}) if checks else None
     return TargetReport(checks, skipped, record)

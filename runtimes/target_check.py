@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import BundleError, ChecksumError, EdgemmError
 from .machine import MachineInfo, backend_version, this_machine
 from .manifest import Artifact, Manifest, sha256_file, write_json_atomic
@@ -80,19 +82,59 @@ def reference_of(bundle: Path, manifest: Manifest) -> ReferenceSet:
     return reference
 
 
-def run_check(infer: Infer, artifact: Artifact, reference: ReferenceSet, reference_sha256: str, backend: str, checked_by: str) -> TargetCheck:
-    """Run `infer` on every reference row and judge it by the artifact's precision (INT8: its accuracy budget too)."""
-    started = time.perf_counter()
-    try:
-        result = compare(run_model(infer, reference), reference, artifact.precision, max_drop_of(artifact))
-    except EdgemmError as exc:
-        result = {"passed": False, "reason": str(exc), "samples": len(reference)}
-    seconds = time.perf_counter() - started
-    measured = {k: result[k] for k in ("max_abs_diff", "top1_agreement", "top1_agreement_by_mode", "accuracy", "reference_accuracy", "drop_points") if k in result}
+MEASURED = ("max_abs_diff", "top1_agreement", "top1_agreement_by_mode", "accuracy", "reference_accuracy", "drop_points", "agreement_with_verified")
+OUTPUTS_DIR = "reference_outputs"  # each INT8 artifact's logits on the reference rows where it was verified
+
+
+def judge(
+    logits: np.ndarray, artifact: Artifact, reference: ReferenceSet, reference_sha256: str, backend: str, checked_by: str, seconds: float,
+    baseline: dict[str, Any] | None = None,
+) -> TargetCheck:
+    """An artifact's outputs on the reference rows, judged by its precision's rules (INT8: its accuracy budget,
+    against `baseline`, its own measurement where it was verified, when the bundle records one)."""
+    result = compare(logits, reference, artifact.precision, max_drop_of(artifact), baseline)
     return TargetCheck(
         artifact.file, artifact.sha256, reference_sha256, backend, backend_version(backend), bool(result["passed"]), result.get("reason", ""),
-        int(result["samples"]), round(seconds, 3), measured, checked_by, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        int(result["samples"]), round(seconds, 3), {k: result[k] for k in MEASURED if k in result}, checked_by,
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )  # fmt: skip
+
+
+def verified_baseline(bundle: Path, artifact: Artifact) -> dict[str, Any] | None:
+    """What an INT8 artifact measured on the reference rows where it was verified, with its logits when the bundle
+    keeps them (None for float artifacts: they are judged against the reference outputs directly)."""
+    baseline = artifact.verification.get("reference_check") if artifact.precision == "int8" else None
+    if not baseline or "outputs" not in baseline:
+        return baseline
+    path = bundle / baseline["outputs"]["file"]
+    if not path.is_file() or sha256_file(path) != baseline["outputs"]["sha256"]:
+        raise ChecksumError(f"{path}: {artifact.file}'s verified answers are missing or do not match the manifest")
+    return {**baseline, "logits": np.load(path)}
+
+
+def save_verified_outputs(bundle: Path, artifact: Artifact, logits: np.ndarray) -> dict[str, str]:
+    """Keep an artifact's logits on the reference rows in the bundle; returns the manifest's pointer to them."""
+    file = f"{OUTPUTS_DIR}/{artifact.file.replace('/', '__')}.npy"
+    (bundle / OUTPUTS_DIR).mkdir(exist_ok=True)
+    np.save(bundle / file, logits.astype(np.float32))
+    return {"file": file, "sha256": sha256_file(bundle / file)}
+
+
+def run_check(bundle: Path, infer: Infer, artifact: Artifact, reference: ReferenceSet, reference_sha256: str, backend: str, checked_by: str) -> TargetCheck:
+    """Run `infer` on every reference row and judge it (INT8: against its own answers where it was verified)."""
+    started = time.perf_counter()
+    try:
+        baseline = verified_baseline(bundle, artifact)
+        logits = run_model(infer, reference)
+    except EdgemmError as exc:
+        return failed_check(artifact, reference_sha256, backend, str(exc), checked_by)
+    return judge(logits, artifact, reference, reference_sha256, backend, checked_by, time.perf_counter() - started, baseline)
+
+
+def failed_check(artifact: Artifact, reference_sha256: str, backend: str, reason: str, checked_by: str) -> TargetCheck:
+    """A check that could not run the artifact at all."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return TargetCheck(artifact.file, artifact.sha256, reference_sha256, backend, backend_version(backend), False, reason, 0, 0.0, checked_by=checked_by, checked_at=now)
 
 
 def max_drop_of(artifact: Artifact) -> float | None:

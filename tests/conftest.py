@@ -39,10 +39,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", ckpt)
 
 
-def export_onnx_bundle(checkpoint: Path, out: Path) -> Path:
+def export_onnx_bundle(checkpoint: Path, out: Path, samples: int = 32) -> Path:
     from edgemm.exporting import export_checkpoint
 
-    export_checkpoint(checkpoint, "onnx", out, samples=32, log=lambda _: None)
+    export_checkpoint(checkpoint, "onnx", out, samples=samples, log=lambda _: None)
     return out
 
 
@@ -90,3 +90,29 @@ def tiny_student_bundle_master(tiny_student, tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_student_bundle(tiny_student_bundle_master, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_student_bundle_master, tmp_path / "student.edgemm"))
+
+
+@pytest.fixture(scope="session")
+def shipped_bundle_master(tmp_path_factory) -> Path:
+    """The shipped student exported to ONNX, OpenVINO and TFLite with every format's INT8, calibrated on the
+    built-in data (the demo's bundle without TensorRT): the model the INT8 tests judge. ~2 minutes."""
+    from edgemm.checkpoint import default_checkpoint
+    from edgemm.exporting import export_checkpoint
+
+    out = tmp_path_factory.mktemp("shipped") / "av_digits.edgemm"
+    export_checkpoint(default_checkpoint("student"), "onnx,openvino,tflite", out, int8_calib="av-digits", log=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def shipped_bundle(shipped_bundle_master, tmp_path) -> Path:
+    """A private copy of the shipped student's bundle."""
+    return Path(shutil.copytree(shipped_bundle_master, tmp_path / "av_digits.edgemm"))
+
+
+@pytest.fixture
+def shipped_onnx_bundle(tmp_path) -> Path:
+    """The shipped student exported to ONNX fp32 only (seconds), for tests that quantize it themselves."""
+    from edgemm.checkpoint import default_checkpoint
+
+    return export_onnx_bundle(default_checkpoint("student"), tmp_path / "onnx.edgemm", samples=300)

@@ -33,8 +33,7 @@ def test_openvino_fp32_and_fp16_exported_and_verified(ov_bundle, tiny_test_split
     assert fp32["verification"]["passed"] and fp32["verification"]["max_abs_diff"] <= 1e-4
     assert fp32["verification"]["backend"] == "openvino"
     v16 = fp16["verification"]
-    # a tiny model's small, near-tied logits make fp16 error a noisy fraction of them: judge the verdict's rule
-    assert v16["max_rel_diff"] < 1e-2 and v16["passed"] == (v16["max_rel_diff"] <= 2e-3 and v16["top1_agreement"] >= 0.99)
+    assert v16["passed"] and v16["max_rel_diff"] <= 2e-3, v16
     assert fp32["parts"][0]["file"] == "openvino/model.bin"
     ov = load_bundle(ov_bundle, backend="openvino", threads=1)
     ort = load_bundle(ov_bundle, backend="onnxruntime", threads=1)
@@ -72,25 +71,19 @@ def test_missing_converter_keeps_the_other_formats(tiny_student, tmp_path):
     assert [a["file"] for a in manifest["artifacts"]] == ["model.onnx"] and manifest["artifacts"][0]["verification"]["passed"]
     assert manifest["failures"][0]["format"] == "openvino"
 
-def test_quantize_adds_openvino_int8_through_nncf(ov_bundle):
-    from edgemm.export.onnx_int8 import Int8Options
+@pytest.mark.slow
+def test_openvino_int8_through_nncf_passes_here(shipped_bundle_master):
+    """The shipped student's NNCF INT8 IR: 7-bit weights in every layer (no saturation on x86 without VNNI),
+    accuracy control within budget, verified through OpenVINO on this machine."""
     from edgemm.export.registry import FORMATS
+    from edgemm.runtimes.manifest import Manifest
 
-    from edgemm.quantizing import quantize_bundle
-
-    OV_INT8 = FORMATS["openvino"].int8_file
-    manifest = quantize_bundle(ov_bundle, "av-digits", Int8Options(max_drop=100.0), log=lambda _: None)
-    failure = next((f for f in manifest.failures if f["format"] == "openvino"), None)
-    if failure is not None:  # the tiny model's fused agreement can stay under 99 % with every layer int8
-        assert "returned every layer to float" in failure["error"] and OV_INT8 not in [a.file for a in manifest.artifacts]
-        return
-    art = manifest.artifact(OV_INT8)
-    q = art.extra["quantization"]
-    assert art.format == "openvino" and art.precision == "int8" and q["tool"] == "nncf.quantize_with_accuracy_control"
-    assert q["fake_quantize_ops"] > 0 and isinstance(q["reverted_to_float"], list)
-    assert art.parts[0]["file"] == "openvino/model.int8.bin" and (ov_bundle / "openvino" / "model.int8.bin").is_file()
-    assert q["calibration"]["source"] == "av-digits:train" and art.verification["backend"] == "openvino"
-    assert art.verification["budget_met"] and art.verified == (art.verification["top1_agreement_by_mode"]["fused"] >= 0.99)
-    assert "FakeQuantize" in (ov_bundle / OV_INT8).read_text()
-    model = load_bundle(ov_bundle, artifact=OV_INT8)
-    assert model.backend.name == "openvino"
+    ov_int8 = FORMATS["openvino"].int8_file
+    art = Manifest.read(shipped_bundle_master).artifact(ov_int8)
+    q, v = art.extra["quantization"], art.verification
+    assert art.verified, v
+    assert q["tool"] == "nncf.quantize_with_accuracy_control" and q["fake_quantize_ops"] > 0 and "7-bit in every layer" in q["weights"]
+    assert q["drop_points"] <= 1.0 and v["top1_agreement_by_mode"]["fused"] >= 0.99 and v["backend"] == "openvino"
+    assert art.parts[0]["file"] == "openvino/model.int8.bin" and q["calibration"]["source"] == "av-digits:train"
+    assert v["tools"]["nncf"] and v["tools"]["openvino"] and "FakeQuantize" in (shipped_bundle_master / ov_int8).read_text()
+    assert load_bundle(shipped_bundle_master, backend="openvino", precision="int8").artifact.file == ov_int8

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from edgemm.runtimes import ChecksumError, load_bundle
 from edgemm.runtimes.errors import ModelFileError
+from edgemm.runtimes.manifest import Manifest
 
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
@@ -36,22 +37,19 @@ def test_fp32_and_fp16_exported_and_verified_through_litert(tflite_bundle_master
     arts = {a["file"]: a for a in json.loads((tflite_bundle_master / "manifest.json").read_text())["artifacts"]}
     v32, v16 = arts[FP32]["verification"], arts[FP16]["verification"]
     assert v32["backend"] == "litert" and v32["passed"] and v32["max_abs_diff"] <= 1e-4
-    assert v16["backend"] == "litert"
-    # a tiny model's small, near-tied logits make fp16 error a noisy fraction of them: judge the verdict's rule
-    assert v16["max_rel_diff"] < 1e-2 and v16["passed"] == (v16["max_rel_diff"] <= 2e-3 and v16["top1_agreement"] >= 0.99)
+    assert v16["backend"] == "litert" and v16["passed"] and v16["max_rel_diff"] <= 2e-3, v16
     from ai_edge_litert.interpreter import Interpreter
 
     dtypes = {np.dtype(t["dtype"]) for t in Interpreter(model_path=str(tflite_bundle_master / FP16)).get_tensor_details()}
     assert np.dtype(np.float16) in dtypes  # weights stored as fp16, computed in float
 
 
-def test_int8_is_full_integer_and_measured(tflite_bundle_master, tiny_test_split):
+def test_int8_is_full_integer_and_runs_batches_row_by_row(tflite_bundle_master, tiny_test_split):
     manifest = json.loads((tflite_bundle_master / "manifest.json").read_text())
     art = next(a for a in manifest["artifacts"] if a["file"] == INT8)
     q = art["extra"]["quantization"]
     assert q["tool"] == "litert_torch PT2E" and q["calibration"]["source"] == "av-digits:train"
     assert set(q["int8"]) == {"fused", "image_only", "audio_only"} and art["verification"]["backend"] == "litert"
-    assert art["verification"]["passed"] == (art["verification"]["top1_agreement_by_mode"]["fused"] >= 0.99)
     model = load_bundle(tflite_bundle_master, artifact=INT8, threads=1)
     assert model.backend.name == "litert" and model.backend.integer_io and model.backend.batch == 1
     s = tiny_test_split
@@ -60,6 +58,18 @@ def test_int8_is_full_integer_and_measured(tflite_bundle_master, tiny_test_split
     for b, one in zip(batch, single):  # larger batches run row by row through the batch-1 graph
         np.testing.assert_allclose(b.probabilities, one.probabilities, atol=1e-6)
     assert batch[1].modalities == ("image",)
+
+
+@pytest.mark.slow
+def test_shipped_student_int8_tflite_passes_here(shipped_bundle_master):
+    """The shipped student's full-integer TFLite: within the accuracy budget and ≥ 99 % fused agreement, verified
+    through LiteRT on this machine, and chosen by the runtime when asked for LiteRT INT8."""
+    art = Manifest.read(shipped_bundle_master).artifact(INT8)
+    q, v = art.extra["quantization"], art.verification
+    assert art.verified, v
+    assert q["drop_points"] <= 1.0 and v["budget_met"] and v["top1_agreement_by_mode"]["fused"] >= 0.99
+    assert v["backend"] == "litert" and v["tools"]["ai-edge-litert"] and art.extra["made_with"]["tools"]["litert-torch"]
+    assert load_bundle(shipped_bundle_master, backend="litert", precision="int8").artifact.file == INT8
 
 
 def test_litert_matches_onnxruntime_on_fp32(tflite_bundle_master, tiny_test_split):
@@ -89,8 +99,8 @@ def test_tflite_int8_needs_the_checkpoint(tflite_bundle):
 
     manifest = quantize_bundle(tflite_bundle, "av-digits", Int8Options(max_drop=100.0), size=20, log=lambda _: None)
     failure = next(f for f in manifest.failures if f["format"] == "tflite")
-    assert failure["precision"] == "int8" and "give --checkpoint" in failure["error"]
-    assert manifest.artifact("model.int8.onnx").verification  # the other INT8 artifacts are still made
+    assert failure["precision"] == "int8" and failure["skipped"] and "give --checkpoint" in failure["error"]
+    assert "model.int8.onnx" in [a.file for a in manifest.artifacts]  # the other INT8 artifacts are still made (and judged)
 
 
 def test_bench_measures_every_artifact_and_writes_the_plot(tflite_bundle, tmp_path, capsys):
