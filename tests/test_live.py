@@ -78,23 +78,28 @@ def test_opencv_reads_a_video_file_on_its_media_timeline(tmp_path):
 
 
 def test_real_time_playback_paces_frames_and_audio(tmp_path, av_files):
+    """Files play at their media rate: no frame is handed on before its media time, the file microphone is never
+    ahead of the clock, and a 3 s recording cannot finish sooner than 3 s (lateness on a loaded machine is allowed)."""
     video, wav = av_files
     timeline = Timeline()
-    got = []
+    got, mic_ahead_us = [], []
     mic = FileMicrophone(wav, timeline)
-    cam = CameraSource(str(video), timeline, got.append, realtime=True)
+
+    def on_frame(frame):
+        got.append(frame)
+        mic_ahead_us.append((mic.ring.end_us or 0) - timeline.now())
+
+    cam = CameraSource(str(video), timeline, on_frame, realtime=True)
     start = time.monotonic()
     mic.start()
     cam.start()
-    time.sleep(1.0)
-    newest, t_mid = mic.ring.end_us, timeline.now()
-    cam.join(10)
-    mic.join(10)
-    assert 2.8 < time.monotonic() - start < 4.0  # a 3 s file plays in about 3 s
-    assert abs(newest - t_mid) < 60_000  # the file microphone keeps up with the clock (20 ms blocks)
-    assert mic.ring.sample_rate == 48000 and mic.ended and cam.frames == 90
-    lag = [(f.captured_us - f.t_us) / 1000 for f in got]
-    assert np.median(lag) < 20  # frames arrive at their media time
+    cam.join(60)
+    mic.join(60)
+    assert time.monotonic() - start >= 3.0 - 0.05  # never faster than the media
+    assert mic.ring.sample_rate == 48000 and mic.ended and cam.ended and cam.frames == 90
+    assert all(f.captured_us >= f.t_us for f in got)  # no frame before its media time
+    assert max(mic_ahead_us) <= 0  # audio is written when its last sample's time has come, never earlier
+    assert [f.t_us - got[0].t_us for f in got] == [round(i * 1e6 / FPS) for i in range(90)]  # stamped with media time
 
 
 def test_ring_buffer_windows_match_known_timestamps():
@@ -121,38 +126,41 @@ def test_monotonic_guard_and_latest_slot():
 
 def test_slow_backend_drops_stale_frames_and_latency_stays_bounded(tiny_bundle, tmp_path):
     model = load_bundle(tiny_bundle, threads=1)
-    run = model.backend.run
+    run, calls_ms = model.backend.run, []
 
     def slow(feeds):
+        started = time.perf_counter()
         time.sleep(0.1)  # 10 answers/s against a 30 fps camera
-        return run(feeds)
+        out = run(feeds)
+        calls_ms.append(1000 * (time.perf_counter() - started))
+        return out
 
     model.backend.run = slow
     video = write_video(tmp_path / "v.avi", 90)
-    pipeline = LivePipeline(model, Timeline(), camera=str(video))
+    answered = []
+    pipeline = LivePipeline(model, Timeline(), camera=str(video), sinks=[answered.append])
     summary = pipeline.run()
-    assert summary.frames == 90 and summary.drops >= 50 and summary.max_queue_depth == 1
-    assert summary.answers + summary.drops == 90
-    lat = list(summary.latency_ms)
-    assert max(lat) < 250  # one inference plus at most one wait: never a queue
-    assert np.median(lat[-5:]) < np.median(lat[:5]) + 50  # latency does not grow over the run
+    assert summary.frames == 90 and summary.answers + summary.drops == 90 and summary.max_queue_depth == 1
+    assert summary.drops >= 50  # at most one answer per 0.1 s: the rest were stale and dropped, never queued
+    indices = [a.frame_index for a in answered]
+    assert indices == sorted(set(indices))  # newest wins: never an older frame after a newer one
+    # a frame waits at most for the inference in flight, then its own: latency is bounded by the calls, not the run's length
+    assert max(summary.latency_ms) <= 3 * max(calls_ms), (max(summary.latency_ms), max(calls_ms))
 
 
 def test_frames_of_other_sizes_and_layouts_are_answered(tiny_bundle):
     import threading
 
     model = load_bundle(tiny_bundle, threads=1)
-    answers = []
-    pipeline = LivePipeline(model, Timeline(), sinks=[answers.append])
+    answers, answered = [], threading.Semaphore(0)
+    pipeline = LivePipeline(model, Timeline(), sinks=[answers.append, lambda _: answered.release()])
     pipeline.start()
     worker = threading.Thread(target=pipeline.run, daemon=True)
     worker.start()
     images = [np.zeros((480, 640, 3), np.uint8), np.zeros((30, 40), np.uint8), np.zeros((100, 50, 4), np.uint8)]  # BGR, grey, BGRA
-    for i, image in enumerate(images):
+    for image in images:
         pipeline.push(image)
-        deadline = time.monotonic() + 10
-        while len(answers) <= i and time.monotonic() < deadline:
-            time.sleep(0.005)
+        assert answered.acquire(timeout=60)  # the answer to this frame, before the next is pushed
     pipeline.stop()
     worker.join(5)
     assert [a.frame_index for a in answers] == [0, 1, 2]
@@ -160,10 +168,9 @@ def test_frames_of_other_sizes_and_layouts_are_answered(tiny_bundle):
 
 
 def test_camera_dying_mid_run_gives_audio_only_answers_then_reopens(tiny_bundle, tmp_path, av_files):
-    """The video file is cut short (its header still promises 3 s): the camera dies after ~1 s, the app goes
-    on audio-only and keeps reopening; when the full file is back, the camera resumes at the present."""
-    import threading
-
+    """The video file is cut short (its header still promises 3 s): the camera dies after ~1 s and the app goes on
+    audio-only, reopening with backoff; once an audio-only answer has come, the full file is put back, the camera
+    reopens at the present and fused answers resume. Both files loop, so nothing ends before that."""
     full, wav = av_files
     data = full.read_bytes()
     video = tmp_path / "cam.avi"
@@ -171,16 +178,20 @@ def test_camera_dying_mid_run_gives_audio_only_answers_then_reopens(tiny_bundle,
     model = load_bundle(tiny_bundle, threads=1)
     timeline = Timeline()
     answers = []
-    pipeline = LivePipeline(model, timeline, camera=str(video), mic=FileMicrophone(wav, timeline), sinks=[answers.append])
-    restore = threading.Timer(1.8, lambda: video.write_bytes(data))
-    pipeline.start()
-    restore.start()
-    summary = pipeline.run()
-    restore.cancel()
+
+    def watch(event):
+        answers.append(event)
+        kinds = [a.prediction.modalities for a in answers]
+        if kinds[-1] == ("audio",) and kinds.count(("audio",)) == 1:
+            video.write_bytes(data)  # the camera comes back
+        elif kinds[-1] == ("image", "audio") and ("audio",) in kinds:
+            pipeline.stop()  # fused again after the outage: seen all there is to see
+
+    pipeline = LivePipeline(model, timeline, camera=str(video), mic=FileMicrophone(wav, timeline, loop=True), sinks=[watch], loop=True)
+    summary = pipeline.run(duration_s=120)  # a hang guard: the sink stops the run
     kinds = [a.prediction.modalities for a in answers]
     assert summary.audio_only > 0 and ("audio",) in kinds  # while the camera was dead
-    first_audio_only = kinds.index(("audio",))
-    assert ("image", "audio") in kinds[first_audio_only:]  # fused answers again after the reopen
+    assert kinds[-1] == ("image", "audio") and not summary.interrupted  # fused answers again after the reopen
     assert summary.camera_reopens >= 1
     assert all(a.frame_index is None for a in answers if a.prediction.modalities == ("audio",))
 
@@ -239,7 +250,7 @@ def test_sounddevice_without_an_input_device_is_a_clear_error():
 
 def test_ctrl_c_shuts_down_cleanly(tiny_bundle, av_files):
     video, wav = av_files
-    proc = subprocess.Popen([sys.executable, "-m", "edgemm.apps.live", str(tiny_bundle), "--camera", str(video), "--mic", str(wav), "--headless"],
+    proc = subprocess.Popen([sys.executable, "-m", "edgemm.apps.live", str(tiny_bundle), "--camera", str(video), "--mic", str(wav), "--headless", "--loop"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     first = proc.stdout.readline()  # an answer: the pipeline is running
     proc.send_signal(signal.SIGINT)

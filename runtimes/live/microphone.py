@@ -91,6 +91,7 @@ class FileMicrophone(AudioSource):
             self.ring.write(block, end_us)
             pos += len(block)
         self.ended = True
+        self.ring.finish()
 
 
 class MicrophoneSource(AudioSource):

@@ -42,6 +42,7 @@ class LiveEvent:
         }
 
 
+FILE_MIC_WAIT_S = 10.0  # fast playback: how long an answer waits for a file microphone to reach its frame (a hang guard)
 RECENT = 9000  # answers kept for the latency/skew percentiles: 5 minutes at 30 fps
 DEPTH_SECONDS = 3600  # seconds of queue-depth history kept
 
@@ -171,10 +172,9 @@ class LivePipeline:
         if self.mic is None or not self.mic.alive:
             return None, None
         ring = self.mic.ring
-        if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video
-            deadline = time.monotonic() + 0.2
-            while (ring.end_us or 0) < t_us and not self.mic.ended and time.monotonic() < deadline:
-                time.sleep(0.001)
+        if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video, up to the
+            # last block that can be complete at the frame's time (a later one waits for the video to move on)
+            ring.wait_for(t_us - round(self.mic.block * 1e6 / ring.sample_rate) + 1, timeout=FILE_MIC_WAIT_S)
         got = ring.window(t_us, round(self._clip * ring.sample_rate))
         return got if got is not None else (None, None)
 

@@ -13,7 +13,8 @@ class AudioRing:
     def __init__(self, sample_rate: int, seconds: float = 4.0) -> None:
         self.sample_rate = int(sample_rate)
         self._buf = np.zeros(int(seconds * sample_rate), np.float32)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # writers notify readers waiting for newer audio
+        self._finished = False  # the source will write no more
         self._written = 0  # samples written since the start
         self._end_us: int | None = None  # clock time of the newest sample
         self.overflows = 0  # blocks the device reported it could not deliver in time
@@ -32,6 +33,18 @@ class AudioRing:
                 self._buf[: len(block) - first] = block[first:]
             self._written += len(block)
             self._end_us = int(end_us)
+            self._lock.notify_all()
+
+    def finish(self) -> None:
+        """No more audio will come (a file microphone reached its end)."""
+        with self._lock:
+            self._finished = True
+            self._lock.notify_all()
+
+    def wait_for(self, end_us: int, timeout: float) -> bool:
+        """Wait until the newest sample is at `end_us` or later; False if the source finished first or on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: (self._end_us or -1) >= end_us or self._finished, timeout) and (self._end_us or -1) >= end_us
 
     @property
     def end_us(self) -> int | None:
