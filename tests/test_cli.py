@@ -62,13 +62,13 @@ def test_predict_bad_files(tiny_bundle, tmp_path):
 
 def test_export_keeps_the_old_bundle_when_it_fails(tiny_bundle, tmp_path):
     """A failing export (corrupt checkpoint) leaves the previous bundle byte-for-byte intact."""
-    before = {p.name: p.read_bytes() for p in tiny_bundle.iterdir()}
+    before = {p.relative_to(tiny_bundle): p.read_bytes() for p in tiny_bundle.rglob("*") if p.is_file()}
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     bad.with_suffix(".json").write_text(json.dumps({"format": "edgemm-checkpoint", "version": 1, "model": {}}))
     proc = edgemm("export", bad, "-o", tiny_bundle, check=False)
     assert proc.returncode == 2 and "corrupt safetensors file" in proc.stderr
-    assert {p.name: p.read_bytes() for p in tiny_bundle.iterdir()} == before
+    assert {p.relative_to(tiny_bundle): p.read_bytes() for p in tiny_bundle.rglob("*") if p.is_file()} == before
     assert not [p for p in tiny_bundle.parent.iterdir() if ".staging-" in p.name]
 
 
