@@ -21,6 +21,7 @@ from edgemm.runtimes.backends import BACKENDS
 from edgemm.runtimes.machine import this_machine
 from edgemm.runtimes.manifest import Manifest
 from edgemm.runtimes.target_check import CHECKS_DIR, CheckStore, reference_digest
+
 from edgemm.tables import format_table
 
 MODES = {"no check (self_check=False)": {"self_check": False}, "first use (self-check)": {}, "record found": {}}

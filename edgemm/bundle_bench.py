@@ -18,6 +18,7 @@ from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.manifest import Manifest
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.reference import Infer, ReferenceSet
+from edgemm.runtimes.target_check import CheckStore, reference_digest
 from edgemm.runtimes.verification import accuracy_by_mode, run_model
 from edgemm.tables import format_table
 
@@ -72,9 +73,10 @@ def evaluation_set(bundle: Path, manifest: Manifest) -> ReferenceSet:
 
 def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> list[Subject]:
     """One subject per artifact, loaded through `edgemm.runtimes` with the format's own backend."""
-    subjects = []
+    subjects, store, digest = [], CheckStore(bundle), reference_digest(bundle, manifest)
     for art in manifest.artifacts:
-        verdict = "passed" if art.verified else "FAILED"
+        known = store.lookup(art, digest, FORMATS[art.format].backend) if digest and art.verified else None
+        verdict = "FAILED here" if known is not None and not known.passed else "passed" if art.verified else "FAILED"
         try:
             model = load_bundle(bundle, backend=FORMATS[art.format].backend, artifact=art.file, threads=threads)
         except EdgemmError as exc:
@@ -151,9 +153,9 @@ def plot_bench(rows: list[BenchRow], path: Path, title: str) -> Path:
         s = r.subject
         x, y = r.p50_ms, 100 * r.accuracy["fused"]
         ax.scatter(x, y, s=80 + 900 * s.bytes / largest, color=colours[s.format], alpha=0.6,
-                   edgecolors="red" if s.verification == "FAILED" else "black", linewidths=1.5)  # fmt: skip
+                   edgecolors="red" if s.verification.startswith("FAILED") else "black", linewidths=1.5)  # fmt: skip
         ax.annotate(str(n), (x, y), ha="center", va="center", fontsize=8, fontweight="bold")
-        lines.append(f"{n:>2}  {s.format:<9}{s.precision:<5}{s.bytes / 1e6:6.2f} MB {r.p50_ms:7.3f} ms {y:6.2f} %{'  FAILED' if s.verification == 'FAILED' else ''}")
+        lines.append(f"{n:>2}  {s.format:<9}{s.precision:<5}{s.bytes / 1e6:6.2f} MB {r.p50_ms:7.3f} ms {y:6.2f} %{'  ' + s.verification if s.verification.startswith('FAILED') else ''}")
     for fmt in formats:
         ax.scatter([], [], color=colours[fmt], s=80, label=fmt)
     ax.set_xscale("log")

@@ -161,7 +161,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_here(args: argparse.Namespace) -> list[str]:
-    """`edgemm verify BUNDLE` without a checkpoint: torch-free, on this machine, against the bundle's reference samples."""
+    """`edgemm verify BUNDLE` without a checkpoint: torch-free, on this machine, against the bundle's reference samples.
+    Returns what failed (here or at export); nothing checkable here is an error."""
     from edgemm.runtimes.machine import this_machine
     from edgemm.runtimes.on_target import verify_here
     from edgemm.tables import format_table
@@ -175,13 +176,19 @@ def _verify_here(args: argparse.Namespace) -> list[str]:
         fused = m.get("top1_agreement_by_mode", {}).get("fused")
         rows.append([c.file, f"{c.backend} {c.backend_version}", "passed" if c.passed else f"FAILED: {c.reason}",
                      f"{m['max_abs_diff']:.1e}" if "max_abs_diff" in m else "-", f"{100 * fused:.1f} %" if fused is not None else "-",
+                     f"{100 * m['agreement_with_verified']:.1f} %" if "agreement_with_verified" in m else "-",
                      f"{m['drop_points']:.1f}" if "drop_points" in m else "-", f"{c.seconds:.2f}"])  # fmt: skip
-    print(format_table(["artifact", "backend", "on this machine", "max|Δ| logits", "fused agree", "acc drop", "s"], rows))
+    rows += [[file, "-", f"FAILED at export: {why}", *["-"] * 5] for file, why in report.failed_at_export.items()]
+    print(format_table(["artifact", "backend", "on this machine", "max|Δ| logits", "fused agree", "agree w/ verified", "acc drop", "s"], rows))
     for file, why in report.skipped.items():
         print(f"not run here: {file}: {why}")
     if report.record is not None:
         print(f"recorded for this machine class ({machine.key}) in {report.record}")
-    return [c.file for c in report.checks if not c.passed]
+    if not report.checks:
+        raise UsageError(f"{args.bundle}: no artifact could be checked on this machine" + (f" ({'; '.join(report.skipped.values())})" if report.skipped else ""))
+    if args.only and report.skipped:
+        raise UsageError(f"not checked here: {', '.join(report.skipped)}")
+    return [c.file for c in report.checks if not c.passed] + list(report.failed_at_export)
 
 
 def _artifact_table(manifest) -> str:
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgemm: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if args.command in TORCH_COMMANDS:
+        if args.command in TORCH_COMMANDS or getattr(args, "checkpoint", None):  # verify/bench --checkpoint load torch
             print(f"edgemm: error: `edgemm {args.command}` needs {exc.name!r}: pip install 'edgemm[export,data]'", file=sys.stderr)
             return 2
         raise

@@ -330,6 +330,10 @@ def guarded_quantize(
         excluded = list(options.exclude)
         named = [CONFIGS[options.config]] if options.config != "auto" else list(CONFIGS.values())
         trials = [attempt(excluded, c, Path(tmp) / f"{c.name}.onnx") for c in named]
+        if options.config != "auto" and not trials[0].measured:
+            safe = ", ".join(c.name for c in CONFIGS.values() if c.saturation_free)
+            raise QuantizationError(f"--int8-config {options.config} can saturate on x86 without VNNI and this machine cannot measure that "
+                                    f"(it is no such CPU and has no qemu-x86_64-static): install qemu-user-static or choose one that cannot ({safe})")  # fmt: skip
         trial, reason = choose_config(trials, options.max_drop)
         config = trial.config
         log(f"int8 ({options.method}, {len(calibration)} calibration samples): {reason}")

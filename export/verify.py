@@ -6,14 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgemm.runtimes.backends import format_backend
 from edgemm.runtimes.backends.tensorrt_backend import EngineMismatchError
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
 from edgemm.runtimes.machine import backend_version, this_machine, tool_versions
 from edgemm.runtimes.model import load_bundle
 from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.target_check import (
+    CHECK_BATCH,
     MEASURED,
     CheckStore,
+    failed_check,
     judge,
     reference_digest,
     reference_of,
@@ -43,32 +46,35 @@ def verify_artifact(
 
 
 def confirm_on_this_machine(stage: "BundleStage", log: Callable[[str], None] = print, only: set[str] | None = None) -> None:
-    """Measure every artifact (or those in `only`) on the bundle's reference samples here — the baseline that a
-    device's on-target check compares an INT8 artifact with — and record this machine's check in the staged
-    bundle's `checks/`, so the export machine never checks twice."""
-    from .registry import FORMATS
+    """Run every verified artifact (or those in `only`) on the bundle's reference samples here and record this
+    machine's check in the staged bundle's `checks/`, so the export machine never checks twice.
 
+    An INT8 artifact's answers here become the baseline a device's on-target check compares with (kept in
+    `reference_outputs/`); its accuracy against fp32 was judged by the guard on the larger held-out split, on
+    every int8 kernel family, so on the machine that made the baseline the check only confirms it runs. A
+    float artifact is judged against torch's outputs, as everywhere."""
     stage.flush()
     manifest = stage.manifest
     digest, reference = reference_digest(stage.path, manifest), reference_of(stage.path, manifest)
     checks = []
-    for art in manifest.artifacts:
-        if only is not None and art.file not in only:
-            continue
-        backend = FORMATS[art.format].backend
+    for art in (a for a in manifest.artifacts if a.verified and (only is None or a.file in only)):
+        backend = format_backend(art.format).name
         try:
             model = load_bundle(stage.path, backend=backend, artifact=art.file)
+            started = time.perf_counter()
+            logits = run_model(model.infer, reference, batch=CHECK_BATCH)
         except (BackendUnavailableError, EngineMismatchError):  # e.g. a TensorRT engine on a machine without its GPU
             continue
-        started = time.perf_counter()
-        logits = run_model(model.infer, reference)
-        measured = {k: v for k, v in compare(logits, reference, art.precision).items() if k in MEASURED}
-        if art.precision == "int8":  # what a device checks this artifact against
-            measured["outputs"] = save_verified_outputs(stage.path, art, logits)
-        art.verification["reference_check"] = measured
-        check = judge(logits, art, reference, digest, backend, "export", time.perf_counter() - started, verified_baseline(stage.path, art))
+        except EdgemmError as exc:
+            check = failed_check(art, digest, backend, None, f"cannot run here: {exc}", "export")
+        else:
+            measured = {k: v for k, v in compare(logits, reference, art.precision).items() if k in MEASURED}
+            if art.precision == "int8":
+                measured["outputs"] = save_verified_outputs(stage.path, art, logits)
+            art.verification["reference_check"] = measured
+            check = judge(logits, art, reference, digest, backend, None, "export", time.perf_counter() - started, verified_baseline(stage.path, art))
         checks.append(check)
-        if art.verified and not check.passed:
+        if not check.passed:
             art.verification["passed"] = False
             art.verification["reason"] = f"failed on the bundle's reference samples: {check.reason}"
             log(f"{check.file}: FAILED on the bundle's reference samples: {check.reason}")

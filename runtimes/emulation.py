@@ -34,7 +34,10 @@ def run_emulated(model: Path, feeds: dict[str, np.ndarray], cpu: str = AVX2_ONLY
     with tempfile.TemporaryDirectory(prefix="edgemm-emulated-") as tmp:
         np.savez(Path(tmp) / "in.npz", **feeds)
         cmd = [qemu, "-cpu", cpu, sys.executable, "-m", "edgemm.runtimes.emulation", str(model), f"{tmp}/in.npz", f"{tmp}/out.npz"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise EmulationError(f"{model} under qemu -cpu {cpu}: no answer within {timeout:.0f} s") from exc
         if proc.returncode != 0:
             last = [line for line in proc.stderr.splitlines() if line.strip() and "TCG doesn't support" not in line][-1:]
             raise EmulationError(f"{model} under qemu -cpu {cpu} failed (exit {proc.returncode}): {last[0] if last else 'no message'}")

@@ -8,14 +8,35 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BACKENDS, Backend, BackendInfo, backend_for, preference
+from .backends import (
+    BACKENDS,
+    Backend,
+    BackendInfo,
+    backend_for,
+    format_backend,
+    preference,
+)
 from .backends.tensorrt_backend import EngineMismatchError
-from .errors import BackendUnavailableError, BundleError, InputError
+from .errors import (
+    BackendUnavailableError,
+    BundleError,
+    ChecksumError,
+    EdgemmError,
+    InputError,
+)
 from .machine import this_machine
 from .manifest import Artifact, Manifest
 from .modalities import MODALITIES
 from .preprocess import preprocess_audio, preprocess_image
-from .target_check import CheckStore, log, reference_digest, reference_of, run_check
+from .target_check import (
+    CheckStore,
+    TargetCheck,
+    failed_check,
+    log,
+    reference_digest,
+    reference_of,
+    run_check,
+)
 
 
 @dataclass
@@ -175,7 +196,7 @@ def _candidates(manifest: Manifest, bundle: Path, backend: str, precision: str |
         info = next((b for b in order if art.format in b.formats), None)
         refused.append(f"{art.file}: {BackendUnavailableError('it', info.package, info.extra)}" if info else f"{art.file}: not a {backend} artifact")
     if not candidates and backend == "auto":
-        info = next(b for b in BACKENDS.values() if verified[0].format in b.formats)
+        info = format_backend(verified[0].format)
         raise BackendUnavailableError(f"running {bundle}'s {verified[0].format} artifact", info.package, info.extra)
     return candidates, refused
 
@@ -214,25 +235,40 @@ def load_bundle(
         return _open(bundle, manifest, *_explicit(manifest, backend, artifact), threads, device)
     candidates, refused = _candidates(manifest, bundle, backend, precision)
     store, reference, reference_sha, machine = CheckStore(bundle), None, reference_digest(bundle, manifest), this_machine()
+    here = f"this CPU ({machine.cpu}, {machine.int8_kernels})"
     for art, info in candidates:
-        known = store.lookup(art, reference_sha, info.name) if reference_sha else None
+        known = store.lookup(art, reference_sha, info.name, device) if reference_sha else None
         if known is not None and not known.passed:
-            refused.append(f"{art.file}: failed verification on this CPU ({machine.cpu}, {machine.int8_kernels}): {known.reason}")
-            log.warning(f"edgemm: not using {art.file}: it failed its check on this machine class ({known.reason}, {known.checked_by} {known.checked_at})")
+            refused.append(f"{art.file}: failed verification on {here}: {known.reason}")
+            log.warning(f"edgemm: not using {art.file}: it failed its check on this machine class ({known.reason}; {known.checked_by} {known.checked_at})")
             continue
         try:
             model = _open(bundle, manifest, art, info, threads, device)
         except (BackendUnavailableError, EngineMismatchError) as exc:  # a TensorRT engine with no GPU, or built for another one
             refused.append(f"{art.file}: {exc}")
             continue
-        if known is None and self_check and reference_sha:
+        except ChecksumError:
+            raise  # a damaged bundle is reported, never worked around
+        except EdgemmError as exc:  # this machine's backend cannot load it
+            check = failed_check(art, reference_sha or "", info.name, device, f"cannot load here: {exc}", "self-check")
+        else:
+            if known is not None or not self_check or not reference_sha:
+                return model
             reference = reference or reference_of(bundle, manifest)
-            check = run_check(bundle, model.infer, art, reference, reference_sha, info.name, "self-check")
-            where = store.save([check])
-            if not check.passed:
-                refused.append(f"{art.file}: failed verification on this CPU ({machine.cpu}, {machine.int8_kernels}): {check.reason}")
-                log.warning(f"edgemm: not using {art.file}: it failed its first check on this machine ({machine.cpu}): {check.reason} (recorded in {where})")
-                continue
-        return model
+            check = run_check(bundle, model.infer, art, reference, reference_sha, info.name, device, "self-check")
+        where = _record(store, check)
+        if check.passed:
+            return model
+        refused.append(f"{art.file}: failed verification on {here}: {check.reason}")
+        log.warning(f"edgemm: not using {art.file}: it failed its first check on {here}: {check.reason}{where}")
     raise NoUsableArtifactError(f"{bundle}: no usable {precision + ' ' if precision else ''}artifact" + (f" for the {backend} backend" if backend != "auto" else "")
                                 + f" on this machine ({machine.cpu}): " + "; ".join(refused))  # fmt: skip
+
+
+def _record(store: CheckStore, check: TargetCheck) -> str:
+    """Keep a check; where no record can be written (read-only bundle and cache), say so and go on with it."""
+    try:
+        return f" (recorded in {store.save([check])})"
+    except BundleError as exc:
+        log.warning(f"edgemm: {exc}; the check of {check.file} is not kept")
+        return ""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import BACKENDS
+from .backends import format_backend
 from .backends.tensorrt_backend import EngineMismatchError
-from .errors import BackendUnavailableError, BundleError, EdgemmError
+from .errors import BackendUnavailableError, BundleError, ChecksumError, EdgemmError
 from .manifest import Manifest
 from .model import load_bundle
 from .target_check import (
@@ -24,10 +24,12 @@ CHECKED_BY = "edgemm verify"
 
 @dataclass
 class TargetReport:
-    """What `verify_here` did: the checks made, the artifacts it could not run here, and where the record went."""
+    """What `verify_here` did: the checks made, the artifacts it could not run here, those that had already failed
+    at export (never used, not run), and where the record went."""
 
     checks: list[TargetCheck]
     skipped: dict[str, str]  # artifact file → why it was not run here
+    failed_at_export: dict[str, str]  # artifact file → why
     record: Path | None
 
 
@@ -38,29 +40,30 @@ def verify_here(bundle: str | Path, only: set[str] | None = None, threads: int |
     digest = reference_digest(bundle, manifest)
     if digest is None:
         raise BundleError(f"{bundle}: no reference samples to verify on (re-export it with this edgemm)")
-    reference = reference_of(bundle, manifest)
-    checks, skipped = [], {}
     unknown = sorted((only or set()) - {a.file for a in manifest.artifacts})
     if unknown:
         raise BundleError(f"{bundle}: no artifact {', '.join(unknown)} in the manifest")
-    for art in manifest.artifacts:
-        if only is not None and art.file not in only:
-            continue
+    reference = reference_of(bundle, manifest)
+    report = TargetReport([], {}, {}, None)
+    for art in (a for a in manifest.artifacts if only is None or a.file in only):
         if not art.verified:
-            skipped[art.file] = f"failed verification at export ({art.failure}): never used"
+            report.failed_at_export[art.file] = art.failure
             continue
-        info = next(b for b in BACKENDS.values() if art.format in b.formats)
+        info = format_backend(art.format)
         if not info.installed():
-            skipped[art.file] = str(BackendUnavailableError(f"running {art.file}", info.package, info.extra))
+            report.skipped[art.file] = str(BackendUnavailableError(f"running {art.file}", info.package, info.extra))
             continue
         try:
             model = load_bundle(bundle, backend=info.name, artifact=art.file, threads=threads)
         except (BackendUnavailableError, EngineMismatchError) as exc:  # no GPU here, or an engine built for another one
-            skipped[art.file] = str(exc)
+            report.skipped[art.file] = str(exc)
             continue
+        except ChecksumError:
+            raise
         except EdgemmError as exc:
-            checks.append(failed_check(art, digest, info.name, str(exc), CHECKED_BY))
+            report.checks.append(failed_check(art, digest, info.name, None, f"cannot load here: {exc}", CHECKED_BY))
             continue
-        checks.append(run_check(bundle, model.infer, art, reference, digest, info.name, CHECKED_BY))
-    record = CheckStore(bundle).save(checks, keep={a.sha256 for a in manifest.artifacts}) if checks else None
-    return TargetReport(checks, skipped, record)
+        report.checks.append(run_check(bundle, model.infer, art, reference, digest, info.name, None, CHECKED_BY))
+    if report.checks:
+        report.record = CheckStore(bundle).save(report.checks, keep={a.sha256 for a in manifest.artifacts})
+    return report

@@ -60,7 +60,7 @@ def compare(
     judged = agreement if tol["agreement_on"] == "all" else by_mode[tol["agreement_on"]]
     needed = tol["agreement"]
     if baseline and tol["agreement_on"] in baseline.get("top1_agreement_by_mode", {}):
-        needed = min(needed, baseline["top1_agreement_by_mode"][tol["agreement_on"]]) - 0.01
+        needed = min(needed, baseline["top1_agreement_by_mode"][tol["agreement_on"]] - 0.01)
     rel = diff / max(float(np.abs(reference.logits).max()), 1e-12)
     result = {
         "samples": len(reference),

@@ -123,6 +123,8 @@ def test_corrupt_model_with_matching_manifest(tiny_bundle):
     data["artifacts"][0].update(bytes=1000, sha256=sha256_file(path))
     (tiny_bundle / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelFileError, match="onnxruntime cannot load it"):
+        load_bundle(tiny_bundle, artifact="model.onnx")
+    with pytest.raises(BundleError, match=r"no usable artifact on this machine .*model.onnx: failed verification on this CPU .*: cannot load here: .*onnxruntime cannot load it"):
         load_bundle(tiny_bundle)
 
 

@@ -87,7 +87,7 @@ def test_first_load_checks_the_artifact_here_once(tiny_bundle):
     assert not record_path(tiny_bundle).exists()  # embedders can turn it off
     model = load_bundle(tiny_bundle)
     record = json.loads(record_path(tiny_bundle).read_text())
-    check = record["checks"][model.artifact.sha256]
+    check = record["checks"][f"{model.artifact.sha256}@default"]
     assert check["passed"] and check["checked_by"] == "self-check" and check["backend_version"] and check["samples"] == 96
     assert record["machine"]["key"] == this_machine().key and record["schema"] == RECORD_SCHEMA
     before = record_path(tiny_bundle).read_bytes()
@@ -111,14 +111,52 @@ def test_an_artifact_failing_here_is_never_chosen(tiny_bundle, caplog):
     assert model.artifact.file == "model.onnx"
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and f"not using {BAD}" in lines[0] and "top-1 agreement" in lines[0], lines
-    check = json.loads(record_path(tiny_bundle).read_text())["checks"][Manifest.read(tiny_bundle).artifact(BAD).sha256]
+    check = json.loads(record_path(tiny_bundle).read_text())["checks"][f"{Manifest.read(tiny_bundle).artifact(BAD).sha256}@default"]
     assert not check["passed"] and check["checked_by"] == "self-check"
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="edgemm"):
         assert load_bundle(tiny_bundle).artifact.file == "model.onnx"  # the record refuses it, no second run
     assert [r.getMessage() for r in caplog.records][0].startswith(f"edgemm: not using {BAD}: it failed its check on this machine class")
-    with pytest.raises(NoUsableArtifactError, match=rf"{BAD}: failed verification on this CPU \(.*\): top-1 agreement \d+\.\d % < 9\d\.\d % on fused"):
+    with pytest.raises(NoUsableArtifactError, match=rf"{BAD}: failed verification on this CPU \(.*\): top-1 agreement \d+\.\d % < 99\.0 % on fused"):
         load_bundle(tiny_bundle, precision="int8")
+
+
+def test_an_artifact_this_machine_cannot_load_falls_back(tiny_bundle, caplog):
+    plant_failing_int8(tiny_bundle)
+    (tiny_bundle / BAD).write_bytes(b"not an onnx model")  # a file this machine's backend cannot read, checksum re-recorded
+    manifest = Manifest.read(tiny_bundle)
+    art = manifest.artifact(BAD)
+    art.sha256, art.bytes = sha256_file(tiny_bundle / BAD), (tiny_bundle / BAD).stat().st_size
+    (tiny_bundle / "manifest.json").write_text(json.dumps(manifest.to_dict()))
+    with caplog.at_level(logging.WARNING, logger="edgemm"):
+        assert load_bundle(tiny_bundle).artifact.file == "model.onnx"
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert f"not using {BAD}" in line and "cannot load here" in line and "onnxruntime cannot load it" in line
+
+
+def test_missing_reference_samples_are_an_error_not_a_silent_skip(tiny_bundle):
+    from edgemm.runtimes import ChecksumError
+
+    (tiny_bundle / REFERENCE_FILE).unlink()
+    with pytest.raises(ChecksumError, match=f"{REFERENCE_FILE}: the reference samples listed in the manifest are missing"):
+        load_bundle(tiny_bundle)
+    proc = edgemm("verify", tiny_bundle)
+    assert proc.returncode == 2 and "reference samples listed in the manifest are missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_each_device_keeps_its_own_check(tiny_bundle):
+    """A check on the CPU says nothing about another execution provider: they are kept apart."""
+    load_bundle(tiny_bundle, device="CPUExecutionProvider")
+    record = json.loads(record_path(tiny_bundle).read_text())
+    sha = Manifest.read(tiny_bundle).artifact("model.onnx").sha256
+    assert {f"{sha}@default", f"{sha}@CPUExecutionProvider"} <= set(record["checks"])
+    assert record["checks"][f"{sha}@CPUExecutionProvider"]["checked_by"] == "self-check"
+
+
+def test_verify_fails_when_nothing_could_be_checked(tiny_bundle):
+    code = without_package("onnxruntime") + f"import sys\nfrom edgemm.cli import main\nsys.exit(main(['verify', {str(tiny_bundle)!r}]))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no artifact could be checked on this machine" in proc.stderr and "pip install 'edgemm[onnx]'" in proc.stderr
 
 
 def test_cli_names_the_refused_candidates_and_goes_on(tiny_bundle, tiny_test_split, tmp_path):
@@ -158,7 +196,7 @@ def test_a_bad_record_is_ignored_with_a_warning_and_redone(tiny_bundle, caplog, 
         model = load_bundle(tiny_bundle)
     assert any(f"ignoring on-target check record {path}" in r.getMessage() for r in caplog.records)
     record = json.loads(path.read_text())
-    assert record["schema"] == RECORD_SCHEMA and record["checks"][model.artifact.sha256]["passed"]
+    assert record["schema"] == RECORD_SCHEMA and record["checks"][f"{model.artifact.sha256}@default"]["passed"]
 
 
 def test_a_read_only_bundle_records_into_the_user_cache(tiny_bundle, tmp_path):
@@ -185,6 +223,9 @@ def test_a_read_only_bundle_records_into_the_user_cache(tiny_bundle, tmp_path):
     where = cache / CHECKS_DIR / f"{this_machine().key}.json"
     assert f"in {where}" in proc.stdout and json.loads(where.read_text())["checks"]
     assert sorted(p.name for p in tiny_bundle.rglob("*")) == before  # the bundle was not touched
+    code = f"from edgemm.runtimes import load_bundle; print(load_bundle({str(tiny_bundle)!r}).artifact.file)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.stdout.strip() == "model.onnx" and not (tiny_bundle / CHECKS_DIR).exists()  # the cached record was used: no new check
 
 
 @pytest.mark.slow

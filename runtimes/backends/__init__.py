@@ -59,6 +59,11 @@ def backend_for(name: str) -> BackendInfo:
         raise BundleError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
 
 
+def format_backend(fmt: str) -> BackendInfo:
+    """The backend that runs artifacts of format `fmt`."""
+    return next(b for b in BACKENDS.values() if fmt in b.formats)
+
+
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -88,4 +93,4 @@ def preference(machine: str | None = None, vendor: str | None = None, gpu: bool 
     return order + [name for name in BACKENDS if name not in order]
 
 
-__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_for", "module_available", "preference"]
+__all__ = ["BACKENDS", "Backend", "BackendInfo", "backend_for", "format_backend", "module_available", "preference"]

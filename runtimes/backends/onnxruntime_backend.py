@@ -34,5 +34,8 @@ class OnnxRuntimeBackend(Backend):
         self._outputs = tuple(o.name for o in self._session.get_outputs())
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self._session.run(None, {name: feeds[name] for name in self._inputs})
+        try:
+            values = self._session.run(None, {name: feeds[name] for name in self._inputs})
+        except Exception as exc:  # onnxruntime's own (pybind) exception types
+            raise ModelFileError(f"{self.path}: onnxruntime failed to run it ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from exc
         return dict(zip(self._outputs, values))
