@@ -226,7 +226,23 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"not produced: {f['format']} {f['precision']} ({'skipped' if f.get('skipped') else 'failed'} at {f['stage']}): {f['error']}")
         if f.get("on_device"):
             print(f"  on the device: {f['on_device']}   or, inside the bundle folder: {f['trtexec']}")
+    _print_checks(Path(args.bundle))
     return 0
+
+
+def _print_checks(bundle: Path) -> None:
+    """One line per machine class that checked the bundle's artifacts on itself."""
+    from edgemm.runtimes.target_check import CHECKS_DIR
+
+    for path in sorted((bundle / CHECKS_DIR).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            checks = list(record["checks"].values())
+            failed = [c["file"] for c in checks if not c["passed"]]
+            print(f"checked on {record['machine']['cpu']} ({record['machine']['int8_kernels']}): {len(checks) - len(failed)} passed"
+                  + (f", FAILED: {', '.join(failed)}" if failed else ""))  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            print(f"checked on ?: unreadable record {path}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -186,6 +186,8 @@ def test_verify_here_is_torch_free_and_fails_what_fails(tiny_bundle):
     assert bad.returncode == 1 and f"edgemm: error: failed verification: {BAD}" in bad.stderr
     row = next(line for line in bad.stdout.splitlines() if line.startswith(BAD))
     assert "FAILED: top-1 agreement" in row
+    info = edgemm("info", tiny_bundle)
+    assert f"checked on {this_machine().cpu} ({this_machine().int8_kernels}): 1 passed, FAILED: {BAD}" in info.stdout
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "newer"])
