@@ -254,7 +254,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise InputError("give --image, --audio or both")
     image = read_image(args.image) if args.image else None
     audio, rate = read_audio(args.audio) if args.audio else (None, None)
-    model = load_bundle(args.bundle, backend=args.backend, threads=args.threads)
+    model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
     pred = model.predict(image=image, audio=audio, sample_rate=rate)
     if args.json:
         print(json.dumps({**pred.to_dict(), "artifact": model.artifact.file, "backend": model.backend.name}))
@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image file (PNG/JPEG/...)")
     p.add_argument("--audio", help="audio file (WAV/FLAC/OGG), any rate, mono or stereo")
     p.add_argument("--backend", default="auto", help=f"auto or one of {', '.join(BACKENDS)}")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="restrict the artifact choice")
     p.add_argument("--threads", type=int)
+    p.add_argument("--no-self-check", action="store_true", help="skip the first-use check of the artifact on this machine")
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)
 

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SUITE = "bookworm"  # Python 3.11, like the host: the host's pip picks cp311 wheels for it
 GLIBC = 36  # bookworm's glibc 2.36: every manylinux_2_N tag up to it (without 2_35/2_36 pip falls back to old releases)
 DEVICE_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "openvino", "opencv-python-headless", "soundfile")
+DEBIAN_PACKAGES = "python3,libc-bin,libstdc++6,libgomp1"  # what the wheels' native code links against
 
 CPUINFO = {  # QEMU_CPU → what /proc/cpuinfo shows on such a core (two of them)
     "neoverse-n1": ("0xd0c", "0x3", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
@@ -82,7 +83,7 @@ class Arm64Device:
             raise DeviceUnavailable("mmdebstrap is not installed (Debian: apt-get install mmdebstrap; make test does it as root)")
         pins = _constraints()
         wheels = [f"{name}=={pins[name]}" for name in DEVICE_PACKAGES]
-        key = hashlib.sha256(" ".join([SUITE, *wheels]).encode()).hexdigest()[:12]
+        key = hashlib.sha256(" ".join([SUITE, DEBIAN_PACKAGES, *wheels]).encode()).hexdigest()[:12]
         cache = Path(cache or os.environ.get("EDGEMM_DEVICE_CACHE", Path.home() / ".cache" / "edgemm-device"))
         root = cache / f"arm64-{SUITE}-{key}"
         if not (root / "ready").is_file():
@@ -90,7 +91,7 @@ class Arm64Device:
             root.parent.mkdir(parents=True, exist_ok=True)
             staging = root.with_name(root.name + ".staging")
             shutil.rmtree(staging, ignore_errors=True)
-            _run(["mmdebstrap", "--arch=arm64", "--variant=extract", "--skip=check/qemu", "--include=python3,libc-bin",
+            _run(["mmdebstrap", "--arch=arm64", "--variant=extract", "--skip=check/qemu", f"--include={DEBIAN_PACKAGES}",
                   SUITE, str(staging), _mirror()], "unpacking a Debian arm64 userland (mmdebstrap)")  # fmt: skip
             platforms = [f"--platform=manylinux_2_{n}_aarch64" for n in range(17, GLIBC + 1)] + ["--platform=manylinux2014_aarch64"]
             _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(staging / "opt" / "site"),
@@ -116,7 +117,7 @@ class Arm64Device:
         (self.root / "proc" / "cpuinfo").write_text("\n".join(block.format(i=i, f=features, v=variant, p=part) for i in range(2)))
         guest_env = {
             "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "QEMU_CPU": cpu,
-            "PYTHONPATH": f"{self.root}/opt/edgemm:{self.root}/opt/site", "PYTHONDONTWRITEBYTECODE": "1", **(env or {}),
+            "PYTHONPATH": "/opt/edgemm:/opt/site", "PYTHONDONTWRITEBYTECODE": "1", **(env or {}),  # guest paths: qemu looks under ROOTFS first
         }  # fmt: skip
-        return subprocess.run([self.qemu, "-L", str(self.root), str(self.root / "usr/bin/python3"), *args],
-                              capture_output=True, text=True, timeout=timeout, env=guest_env)  # fmt: skip
+        return subprocess.run([self.qemu, "-L", str(self.root), str(self.root / "usr/bin/python3"), *args], cwd=self.root / "opt",
+                              capture_output=True, text=True, timeout=timeout, env=guest_env)  # fmt: skip (not the checkout: its edgemm/ would shadow the install)
