@@ -14,11 +14,12 @@ from .reference import Infer, ReferenceSet
 # INT8's agreement is judged on fused inputs, the normal operating mode: on image-only/audio-only rows
 # the model is uncertain by design (~75% accurate) and int8 noise flips argmax between wrong classes;
 # there the accuracy budget (edgemm quantize --max-drop) bounds the loss instead.
-# fp16 is judged relative to the logits' scale: fp16 weights alone move logits by about their
-# machine epsilon (9.8e-4) times the logit magnitude (1.3e-2 at |logit| 12 on the default student).
+# fp16 is judged relative to the largest logit: rounding the weights to fp16 (unit roundoff 4.9e-4) moves
+# the logits by a few roundoffs, growing with depth — measured 0.8-1.0e-3 on the default student and
+# 1.7-2.0e-3 on the tiny test students, across CPUs; an fp16 overflow or a wrong kernel is ≥ 1e-2.
 TOLERANCES = {
     "fp32": {"max_abs_diff": 1e-4, "agreement": 0.99, "agreement_on": "all"},
-    "fp16": {"max_abs_diff": None, "max_rel_diff": 2e-3, "agreement": 0.99, "agreement_on": "all"},
+    "fp16": {"max_abs_diff": None, "max_rel_diff": 5e-3, "agreement": 0.99, "agreement_on": "all"},
     "int8": {"max_abs_diff": None, "agreement": 0.99, "agreement_on": "fused"},
 }
 DEFAULT_MAX_DROP = 1.0  # INT8 accuracy points, worst modality pattern

@@ -33,7 +33,7 @@ def test_openvino_fp32_and_fp16_exported_and_verified(ov_bundle, tiny_test_split
     assert fp32["verification"]["passed"] and fp32["verification"]["max_abs_diff"] <= 1e-4
     assert fp32["verification"]["backend"] == "openvino"
     v16 = fp16["verification"]
-    assert v16["passed"] and v16["max_rel_diff"] <= 2e-3, v16
+    assert v16["passed"] and v16["max_rel_diff"] <= 5e-3, v16
     assert fp32["parts"][0]["file"] == "openvino/model.bin"
     ov = load_bundle(ov_bundle, backend="openvino", threads=1)
     ort = load_bundle(ov_bundle, backend="onnxruntime", threads=1)

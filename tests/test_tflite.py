@@ -37,7 +37,7 @@ def test_fp32_and_fp16_exported_and_verified_through_litert(tflite_bundle_master
     arts = {a["file"]: a for a in json.loads((tflite_bundle_master / "manifest.json").read_text())["artifacts"]}
     v32, v16 = arts[FP32]["verification"], arts[FP16]["verification"]
     assert v32["backend"] == "litert" and v32["passed"] and v32["max_abs_diff"] <= 1e-4
-    assert v16["backend"] == "litert" and v16["passed"] and v16["max_rel_diff"] <= 2e-3, v16
+    assert v16["backend"] == "litert" and v16["passed"] and v16["max_rel_diff"] <= 5e-3, v16
     from ai_edge_litert.interpreter import Interpreter
 
     dtypes = {np.dtype(t["dtype"]) for t in Interpreter(model_path=str(tflite_bundle_master / FP16)).get_tensor_details()}
