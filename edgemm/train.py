@@ -132,7 +132,7 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    """A seconds-long configuration for tests: small data set, narrow model, one or two epochs."""
+    """A seconds-long configuration for tests: small data set, narrow model, twelve short epochs."""
     model = replace(TeacherConfig(), width=8, dim=32, heads=2, embedding_dim=16).to_dict()
     data = AVDigitsConfig(per_class=30, prosodies=1)
-    return replace(TrainConfig(epochs=8, batch_size=16, lr=3e-3, model=model, data=data), **overrides)
+    return replace(TrainConfig(epochs=12, batch_size=16, lr=3e-3, model=model, data=data), **overrides)

@@ -46,9 +46,7 @@ def test_build_is_deterministic_and_cached(tmp_path):
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.voice, b.voice)
-    # espeak-ng carries a little internal state between calls, so speech may differ in its last few ms
-    corr = [np.corrcoef(x.astype(float), y.astype(float))[0, 1] for x, y in zip(a.audio, b.audio)]
-    assert np.median(corr) > 0.99
+    np.testing.assert_array_equal(a.audio, b.audio)  # although this process's espeak-ng has spoken before
     folder = build(SMALL, tmp_path / "a")
     stamp = (folder / "val.npz").stat().st_mtime_ns
     build(SMALL, tmp_path / "a")

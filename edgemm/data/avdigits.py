@@ -21,9 +21,9 @@ from edgemm.runtimes.preprocess import resample
 
 from .augment import corrupt_audio, corrupt_image
 from .mnist import load_mnist_5k
-from .speech import DIGIT_WORDS, Espeak, Voice
+from .speech import DIGIT_WORDS, Voice, synthesize_fresh
 
-DATA_VERSION = 1
+DATA_VERSION = 2  # 2: speech said in a fresh process per split (v1 depended on what the process had said before)
 SPLITS = ("train", "val", "test")
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
@@ -100,19 +100,25 @@ def _voices(rng: np.random.Generator, config: AVDigitsConfig) -> dict[str, list[
     return {"train": voices[:n_train], "val": voices[n_train : n_train + n_val], "test": voices[n_train + n_val :]}
 
 
-def _speech_pool(voices: list[str], config: AVDigitsConfig, rng: np.random.Generator) -> list[list[tuple[str, np.ndarray]]]:
-    """Per digit: (voice id, float32 16 kHz trimmed word) for every voice and prosody draw."""
-    tts = Espeak.get()
+def _prosodies(voices: list[str], config: AVDigitsConfig, rng: np.random.Generator) -> list[tuple[str, Voice]]:
+    """(word, voice) for every voice, digit and prosody draw, digit-major within each voice."""
+    return [
+        (word, Voice(name, int(rng.integers(110, 230)), int(rng.integers(15, 85)), int(rng.integers(10, 90))))
+        for name in voices
+        for word in DIGIT_WORDS
+        for _ in range(config.prosodies)
+    ]
+
+
+def _speech_pool(requests: list[tuple[str, Voice]], rate: int, clips: list[np.ndarray]) -> list[list[tuple[str, np.ndarray]]]:
+    """Per digit: (voice id, float32 16 kHz trimmed word) for every request."""
     pool: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(10)]
-    for name in voices:
-        for digit, word in enumerate(DIGIT_WORDS):
-            for _ in range(config.prosodies):
-                voice = Voice(name, int(rng.integers(110, 230)), int(rng.integers(15, 85)), int(rng.integers(10, 90)))
-                pcm = tts.say(word, voice).astype(np.float32) / 32768.0
-                loud = np.flatnonzero(np.abs(pcm) > 0.02 * (np.abs(pcm).max() + 1e-9))
-                if loud.size:
-                    pcm = pcm[loud[0] : loud[-1] + 1]
-                pool[digit].append((name, resample(pcm, tts.sample_rate, SAMPLE_RATE)))
+    for (word, voice), clip in zip(requests, clips):
+        pcm = clip.astype(np.float32) / 32768.0
+        loud = np.flatnonzero(np.abs(pcm) > 0.02 * (np.abs(pcm).max() + 1e-9))
+        if loud.size:
+            pcm = pcm[loud[0] : loud[-1] + 1]
+        pool[DIGIT_WORDS.index(word)].append((voice.name, resample(pcm, rate, SAMPLE_RATE)))
     return pool
 
 
@@ -162,8 +168,10 @@ def build(config: AVDigitsConfig = AVDigitsConfig(), root: Path | None = None) -
     images, labels = load_mnist_5k()
     sources = _split_indices(labels, config, rng)
     voices = _voices(rng, config)
-    for name in SPLITS:
-        pool = _speech_pool(voices[name], config, rng)
+    requests = [_prosodies(voices[name], config, rng) for name in SPLITS]
+    speech = synthesize_fresh(requests)
+    for name, asked, (rate, clips) in zip(SPLITS, requests, speech):
+        pool = _speech_pool(asked, rate, clips)
         split = _make_split(name, sources[name], images, labels, pool, config, rng)
         _save(folder / f"{name}.npz", split)
     meta = {"config": asdict(config), "version": DATA_VERSION, "voices": voices, "sizes": {s: len(sources[s]) * config.pairings for s in SPLITS}}

@@ -6,8 +6,14 @@ never by the runtime.
 from __future__ import annotations
 
 import ctypes
+import json
+import subprocess
+import sys
+import tempfile
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -73,8 +79,45 @@ class Espeak:
             for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch), (_PARAM_RANGE, voice.range)):
                 self._lib.espeak_SetParameter(param, int(value), 0)
             self._chunks = []
+            # breathy voices (+f2, +whisperf, ...) draw noise from espeak's generator, seeded from the clock
+            seed = zlib.crc32(f"{text}|{voice}".encode())
+            self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
             data = text.encode() + b"\0"
             self._lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, 0, None, None)
             self._lib.espeak_Synchronize()
             chunks, self._chunks = self._chunks, []
         return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+def synthesize_fresh(batches: list[list[tuple[str, Voice]]]) -> list[tuple[int, list[np.ndarray]]]:
+    """Say each batch of (text, voice) in its own fresh Python process, in parallel; per batch (sample rate, int16 clips).
+
+    espeak-ng keeps state between utterances that no API resets (pitch flutter, wave phase: the same
+    word said twice differs in samples and length), so a clip depends on everything said before it in
+    the process; from a fresh process each batch is a pure function of its requests. (A plain subprocess,
+    not multiprocessing: that would re-import the caller's main script.)"""
+    with tempfile.TemporaryDirectory(prefix="edgemm-speech-") as tmp:
+        jobs = []
+        for k, batch in enumerate(batches):
+            out = Path(tmp) / f"{k}.npz"
+            proc = subprocess.Popen([sys.executable, "-m", __name__, str(out)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+            jobs.append((proc, out, json.dumps([[text, asdict(voice)] for text, voice in batch]).encode()))
+        results = []
+        for proc, out, requests in jobs:
+            _, err = proc.communicate(requests)
+            if proc.returncode != 0:
+                raise RuntimeError(f"speech synthesis failed: {err.decode(errors='replace').strip().splitlines()[-1:]}")
+            with np.load(out) as data:
+                results.append((int(data["rate"]), [data[f"clip{i}"] for i in range(len(data.files) - 1)]))
+        return results
+
+
+def _main(out: str) -> None:
+    requests = json.loads(sys.stdin.buffer.read())
+    tts = Espeak.get()
+    clips = {f"clip{i}": tts.say(text, Voice(**voice)) for i, (text, voice) in enumerate(requests)}
+    np.savez(out, rate=tts.sample_rate, **clips)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])
