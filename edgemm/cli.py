@@ -217,10 +217,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     model = manifest.model
     print(f"bundle {args.bundle}: {model.get('name')} ({model.get('arch')}, {model.get('parameters', 0):,} parameters), schema v{manifest.schema_version}")
-    img, aud = manifest.image, manifest.audio
-    print(f"image: {img.channels}x{img.height}x{img.width}, mean {list(img.mean)} std {list(img.std)}, {img.crop} crop")
-    print(f"audio: {aud.sample_rate} Hz, {aud.clip_seconds} s window, log-mel {aud.n_mels}x{aud.frames} (n_fft {aud.n_fft}, hop {aud.hop_length})")
-    print(f"labels: {', '.join(manifest.labels)}; missing modality: {manifest.missing_modality.get('convention')} via '{manifest.missing_modality.get('mask_input')}'")
+    for line in _contract_lines(manifest.contract):
+        print(line)
     print(_artifact_table(manifest))
     for f in manifest.failures:
         print(f"not produced: {f['format']} {f['precision']} ({'skipped' if f.get('skipped') else 'failed'} at {f['stage']}): {f['error']}")
@@ -228,6 +226,25 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"  on the device: {f['on_device']}   or, inside the bundle folder: {f['trtexec']}")
     _print_checks(Path(args.bundle))
     return 0
+
+
+def _contract_lines(contract) -> list[str]:
+    """The model contract, a line per input and for the outputs."""
+    lines = []
+    if contract.image is not None:
+        img = contract.image
+        lines.append(f"image → '{contract.image_input}' ({contract.image_layout}): {img.channels}x{img.height}x{img.width}, "
+                     f"mean {list(img.mean)} std {list(img.std)}, {img.crop} crop")  # fmt: skip
+    if contract.audio is not None:
+        aud = contract.audio
+        front = f"log-mel {aud.n_mels}x{aud.frames} (n_fft {aud.n_fft}, hop {aud.hop_length})" if aud.features == "log-mel" else f"waveform {aud.clip_samples} samples"
+        lines.append(f"audio → '{contract.audio_input}': {aud.sample_rate} Hz, {aud.clip_seconds} s window, {front}")
+    mask = f" via '{contract.mask_input}'" if contract.missing == "presence-mask" else ""
+    lines.append(f"missing modality: {contract.missing}{mask}")
+    outputs = [f"class scores '{contract.logits_output}' over {len(contract.labels)} labels ({', '.join(contract.labels)})"] if contract.logits_output else []
+    outputs += [f"embedding '{contract.embedding_output}'" + (f" ({contract.embedding_dim})" if contract.embedding_dim else "")] if contract.embedding_output else []
+    lines.append("outputs: " + "; ".join(outputs) + f"; batch {'dynamic' if contract.dynamic_batch else 1}")
+    return lines
 
 
 def _print_checks(bundle: Path) -> None:

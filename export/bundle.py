@@ -15,36 +15,14 @@ from edgemm.runtimes.manifest import (
     sha256_file,
     write_json_atomic,
 )
-from edgemm.runtimes.reference import INPUT_NAMES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
     from .source import ExportSource
 
 
 def new_manifest(source: "ExportSource") -> Manifest:
-    """A manifest with no artifacts yet, describing `source`'s inputs, outputs and preprocessing."""
-    return Manifest(
-        model=dict(source.info),
-        image=source.image,
-        audio=source.audio,
-        labels=list(source.labels),
-        inputs=[
-            {"name": INPUT_NAMES[0], "shape": [-1, *source.image.shape], "dtype": "float32", "layout": "NCHW"},
-            {"name": INPUT_NAMES[1], "shape": [-1, *source.audio.shape], "dtype": "float32", "layout": "N1MT (log-mel: mels x frames)"},
-            {"name": INPUT_NAMES[2], "shape": [-1, 2], "dtype": "float32", "layout": "N2 (image, audio) presence flags"},
-        ],
-        outputs=[
-            {"name": OUTPUT_NAMES[0], "shape": [-1, len(source.labels)], "dtype": "float32"},
-            {"name": OUTPUT_NAMES[1], "shape": [-1, int(source.info.get("embedding_dim", -1))], "dtype": "float32"},
-        ],
-        missing_modality={
-            "convention": "presence-mask",
-            "mask_input": "present",
-            "fill": 0.0,
-            "description": "feed 0.0 in the absent modality's tensor and 0 in its `present` column; "
-            "the model zeroes and gates off an absent modality itself",
-        },
-    )
+    """A manifest with no artifacts yet, holding `source`'s model contract."""
+    return Manifest(model=dict(source.info), contract=source.contract)
 
 
 def describe(staging: Path, file: str, fmt: str, precision: str, parts: tuple[str, ...] = (), **extra) -> Artifact:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 from edgemm.runtimes.reference import OUTPUT_NAMES, Infer
 from torch import nn
@@ -20,6 +21,12 @@ class ExportSource:
     audio: AudioSpec
     labels: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def contract(self) -> ModelContract:
+        """The built-in interface: image, audio and a presence mask in; logits and the fused embedding out."""
+        dim = self.info.get("embedding_dim")
+        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None)
 
     def example(self, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Example inputs (batch 2 by default: a batch-1 example lets exporters freeze the batch axis)."""

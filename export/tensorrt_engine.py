@@ -38,7 +38,7 @@ def engine_file(precision: str) -> str:
 
 def profile_shapes(manifest: Manifest) -> dict[str, list[tuple[int, ...]]]:
     """Input name → (min, opt, max) shapes: batch 1 / OPT_BATCH / MAX_BATCH, other axes as in the manifest."""
-    return {i["name"]: [(b, *i["shape"][1:]) for b in (1, OPT_BATCH, MAX_BATCH)] for i in manifest.inputs}
+    return {name: [(b, *shape[1:]) for b in (1, OPT_BATCH, MAX_BATCH)] for name, shape in manifest.contract.input_shapes().items()}
 
 
 def trtexec_command(precision: str, manifest: Manifest) -> str:

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contract import ContractError, ModelContract
 from .errors import BundleError, ChecksumError, SchemaVersionError
 from .preprocess import AudioSpec, ImageSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the model contract (schema-1 bundles, the built-in interface, still load)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -109,28 +110,32 @@ class Artifact:
 
 @dataclass
 class Manifest:
-    """Everything the runtime needs to know about a bundle, as stored in `manifest.json`."""
+    """Everything the runtime needs to know about a bundle, as stored in `manifest.json`: the model's contract
+    (inputs, preprocessing, missing-modality convention, outputs, labels), its artifacts and what failed."""
 
     model: dict[str, Any]
-    image: ImageSpec
-    audio: AudioSpec
-    labels: list[str]
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-    missing_modality: dict[str, Any]
+    contract: ModelContract
     artifacts: list[Artifact] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # exports that produced no artifact, and why
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def image(self) -> ImageSpec | None:
+        return self.contract.image
+
+    @property
+    def audio(self) -> AudioSpec | None:
+        return self.contract.audio
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.contract.labels)
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": self.schema_version,
+            "schema_version": SCHEMA_VERSION,
             "model": self.model,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "preprocessing": {"image": self.image.to_dict(), "audio": self.audio.to_dict()},
-            "labels": self.labels,
-            "missing_modality": self.missing_modality,
+            "contract": self.contract.to_dict(),
             "artifacts": [a.to_dict() for a in self.artifacts],
             "failures": self.failures,
         }
@@ -145,18 +150,16 @@ class Manifest:
                 f"{source}: schema version {version} is newer than this edgemm supports ({SCHEMA_VERSION}); upgrade edgemm"
             )
         try:
+            contract = ModelContract.from_dict(data["contract"]) if version >= 2 else ModelContract.from_schema1(data)
             return cls(
                 schema_version=version,
                 model=dict(data["model"]),
-                image=ImageSpec.from_dict(data["preprocessing"]["image"]),
-                audio=AudioSpec.from_dict(data["preprocessing"]["audio"]),
-                labels=list(data["labels"]),
-                inputs=list(data["inputs"]),
-                outputs=list(data["outputs"]),
-                missing_modality=dict(data["missing_modality"]),
+                contract=contract,
                 artifacts=[Artifact.from_dict(a) for a in data.get("artifacts", [])],
                 failures=list(data.get("failures", [])),
             )
+        except ContractError as exc:
+            raise BundleError(f"{source}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
 

@@ -46,7 +46,7 @@ class Prediction:
     label: str
     index: int
     probabilities: np.ndarray
-    embedding: np.ndarray
+    embedding: np.ndarray | None  # None when the model has no embedding output
     modalities: tuple[str, ...]
     preprocess_ms: float
     inference_ms: float
@@ -71,53 +71,58 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class BundleModel:
-    """A loaded bundle: preprocessing from the manifest, one artifact, one backend."""
+    """A loaded bundle: one artifact on one backend, fed and read through the bundle's model contract."""
 
     def __init__(self, bundle: Path, manifest: Manifest, artifact: Artifact, backend: Backend) -> None:
         self.bundle = bundle
         self.manifest = manifest
+        self.contract = manifest.contract
         self.artifact = artifact
         self.backend = backend
         self.labels = manifest.labels
-        missing = {"image", "audio", "present"} - set(backend.input_names)
-        if missing:
-            raise BundleError(f"{bundle / artifact.file}: model lacks inputs {sorted(missing)}")
+        for kind, named, has in (("inputs", self.contract.input_names, backend.input_names), ("outputs", self.contract.output_names, backend.output_names)):
+            missing = sorted(set(named) - set(has))
+            if missing:
+                raise BundleError(f"{bundle / artifact.file}: the model has no {kind} {missing} that its contract names (it has {list(has)})")
 
     def __repr__(self) -> str:
         return f"BundleModel({self.bundle}, {self.artifact.file}, backend={self.backend.name})"
 
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical tensor shapes per sample; (0,) for a modality the model does not take."""
+        c = self.contract
+        return {"image": c.image.shape if c.image else (0,), "audio": c.audio.shape if c.audio else (0,), "present": (2,)}
+
     def infer(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
-        """Run preprocessed batches: image (B,C,H,W), audio (B,1,M,T), present (B,2) float32."""
-        batch = image.shape[0]
-        for name, arr, shape in (
-            ("image", image, self.manifest.image.shape),
-            ("audio", audio, self.manifest.audio.shape),
-            ("present", present, (2,)),
-        ):
+        """Run preprocessed canonical batches — image (B,C,H,W), audio (B,1,M,T) or (B,1,samples), present (B,2),
+        float32, absent modalities already filled — and return `logits` / `embedding` (those the model has)."""
+        batch = present.shape[0]
+        for (name, shape), arr in zip(self._shapes().items(), (image, audio, present)):
             if arr.dtype != np.float32 or arr.shape != (batch, *shape):
                 raise InputError(f"{name} tensor: expected float32 {(batch, *shape)}, got {arr.dtype} {arr.shape}")
-        return self.backend.run({"image": image, "audio": audio, "present": present})
+        return self.contract.outputs(self.backend.run(self.contract.feeds(image, audio, present)))
 
     def tensors(
         self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str = "RGB"
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Preprocess raw inputs (None where a modality is missing) into the model's (image, audio, present)."""
-        img_spec, aud_spec = self.manifest.image, self.manifest.audio
-        fill = float(self.manifest.missing_modality.get("fill", 0.0))
-        n = len(images)
-        image = np.full((n, *img_spec.shape), fill, np.float32)
-        audio = np.full((n, *aud_spec.shape), fill, np.float32)
+        """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present)."""
+        c, shapes, n = self.contract, self._shapes(), len(images)
+        image = np.full((n, *shapes["image"]), c.fill, np.float32)
+        audio = np.full((n, *shapes["audio"]), c.fill, np.float32)
         present = np.zeros((n, 2), np.float32)
         for i, (img, aud) in enumerate(zip(images, audios)):
             if img is None and aud is None:
                 raise InputError(f"sample {i}: give an image, audio or both")
+            for modality, given in (("image", img), ("audio", aud)):
+                if given is not None and getattr(c, modality) is None:
+                    raise InputError(f"sample {i}: this model takes no {modality} (its inputs: {', '.join(c.modalities)})")
             if img is not None:
-                image[i] = preprocess_image(img, img_spec, color_order, name=f"image[{i}]")
+                image[i] = preprocess_image(img, c.image, color_order, name=f"image[{i}]")
                 present[i, 0] = 1
             if aud is not None:
                 if sample_rate is None:
                     raise InputError("audio given without its sample_rate")
-                audio[i] = preprocess_audio(aud, sample_rate, aud_spec, name=f"audio[{i}]")
+                audio[i] = preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]")
                 present[i, 1] = 1
         return image, audio, present
 
@@ -141,6 +146,8 @@ class BundleModel:
         t1 = time.perf_counter()
         out = self.infer(image, audio, present)
         t2 = time.perf_counter()
+        if "logits" not in out:
+            raise InputError("this model gives an embedding, not class scores: use infer() for its vector")
         probs = softmax(out["logits"])
         per = 1000.0 / max(n, 1)
         results = []
@@ -148,7 +155,7 @@ class BundleModel:
             idx = int(probs[i].argmax())
             used = tuple(m for m, flag in zip(MODALITIES, present[i]) if flag)
             results.append(
-                Prediction(self.labels[idx], idx, probs[i], out["embedding"][i], used, (t1 - t0) * per, (t2 - t1) * per)
+                Prediction(self.labels[idx], idx, probs[i], out["embedding"][i] if "embedding" in out else None, used, (t1 - t0) * per, (t2 - t1) * per)
             )
         return results
 

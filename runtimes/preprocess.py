@@ -61,6 +61,7 @@ class AudioSpec:
     mean: float = 0.0
     std: float = 1.0
     fit: str = "center"  # longer clips: keep the centre window ("center") or the newest ("last")
+    features: str = "log-mel"  # what the model takes: "log-mel" (1, n_mels, frames) or "waveform" (1, clip_samples)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,8 +79,8 @@ class AudioSpec:
         return 1 + (self.clip_samples - self.win_length) // self.hop_length
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return (1, self.n_mels, self.frames)
+    def shape(self) -> tuple[int, ...]:
+        return (1, self.n_mels, self.frames) if self.features == "log-mel" else (1, self.clip_samples)
 
 
 # ----------------------------------------------------------------------------- image
@@ -252,5 +253,6 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str
 
 
 def preprocess_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:
-    """Raw audio → the model's float32 (1, n_mels, frames) log-mel tensor."""
-    return log_mel(prepare_clip(audio, sample_rate, spec, name)[None], spec)[0]
+    """Raw audio → the model's float32 tensor: (1, n_mels, frames) log-mel, or the (1, clip_samples) waveform."""
+    clip = prepare_clip(audio, sample_rate, spec, name)
+    return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None]

@@ -27,12 +27,12 @@ def test_train_export_info_predict(tmp_path, tiny_test_split):
     info = edgemm("info", bundle).stdout
     assert "model.onnx" in info and "presence-mask" in info
     manifest = json.loads(edgemm("info", bundle, "--json").stdout)
-    assert manifest["schema_version"] == 1 and manifest["artifacts"][0]["verification"]["passed"]
+    assert manifest["schema_version"] == 2 and manifest["artifacts"][0]["verification"]["passed"]
     write_image(tmp_path / "d.png", np.repeat(tiny_test_split.images[0][:, :, None], 3, axis=2))
     stereo = np.stack([tiny_test_split.audio[0]] * 2, axis=1).astype(np.float32) / 32768
     write_audio(tmp_path / "d.wav", stereo, 16000)
     pred = json.loads(edgemm("predict", bundle, "--image", tmp_path / "d.png", "--audio", tmp_path / "d.wav", "--json").stdout)
-    assert pred["label"] in manifest["labels"] and pred["modalities"] == ["image", "audio"]
+    assert pred["label"] in manifest["contract"]["labels"] and pred["modalities"] == ["image", "audio"]
     assert pred["backend"] == "onnxruntime"
     assert "from audio" in edgemm("predict", bundle, "--audio", tmp_path / "d.wav").stdout
 

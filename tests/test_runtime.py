@@ -39,7 +39,7 @@ def test_predict_single_batch_and_missing_modalities(tiny_bundle, tiny_test_spli
     both = model.predict(image=s.images[0], audio=s.audio[0], sample_rate=16000)
     assert both.modalities == ("image", "audio")
     assert both.probabilities.shape == (10,) and abs(float(both.probabilities.sum()) - 1) < 1e-5
-    assert both.embedding.shape == (model.manifest.outputs[1]["shape"][1],)
+    assert both.embedding.shape == (model.contract.embedding_dim,)
     assert model.predict(image=s.images[0]).modalities == ("image",)
     assert model.predict(audio=s.audio[0], sample_rate=16000).modalities == ("audio",)
     batch = model.predict_batch(images=list(s.images[:4]), audios=[s.audio[0], None, s.audio[2], s.audio[3]], sample_rate=16000)
