@@ -25,7 +25,8 @@ from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.exporting import export_checkpoint
 from edgemm.models import count_parameters
-from edgemm.quantizing import INT8_FILE, calibration_set, quantize_bundle
+from edgemm.quantizing import INT8_FILE, quantize_bundle
+from edgemm.sources import calibration_set
 from edgemm.tables import format_table
 
 
@@ -65,17 +66,17 @@ def main() -> None:
         quantize_bundle(bundle, "av-digits", Int8Options(max_drop=1.0), log=lambda _: None)
         manifest = Manifest.read(bundle)
         plain = Path(tmp) / "plain.int8.onnx"
-        plain_defaults(bundle / "model.onnx", plain, calibration_set("av-digits", manifest, 300).feeds())
+        plain_defaults(bundle / "model.onnx", plain, calibration_set("av-digits", manifest.contract, 300, manifest.model.get("data")).feeds())
         plain_backend = BACKENDS["onnxruntime"].open(plain, threads=args.threads)
 
         test = load_split("test", config_from_record(teacher.record.get("data", {})))
         image, audio = split_tensors(test, teacher.image, teacher.audio)
-        reference = ReferenceSet.build(torch_infer(teacher.model), image, audio, test.labels)
+        reference = ReferenceSet.build(torch_infer(teacher.model, teacher.contract), image, audio, test.labels)
         fp32 = load_bundle(bundle, precision="fp32", threads=args.threads)
         int8 = load_bundle(bundle, precision="int8", threads=args.threads)
         n = count_parameters(student.model)
         entries = [
-            Entry("teacher fp32 (torch eager)", torch_infer(teacher.model), count_parameters(teacher.model), teacher_path.stat().st_size),
+            Entry("teacher fp32 (torch eager)", torch_infer(teacher.model, teacher.contract), count_parameters(teacher.model), teacher_path.stat().st_size),
             Entry("student fp32 (onnxruntime)", fp32.infer, n, fp32.artifact.bytes),
             Entry("student int8, edgemm (QDQ, per-channel, guard)", int8.infer, n, int8.artifact.bytes),
             Entry("student int8, plain defaults (QOperator, per-tensor, uint8)", lambda i, a, p: plain_backend.run({"image": i, "audio": a, "present": p}), n, plain.stat().st_size),

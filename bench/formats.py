@@ -35,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     student_path = default_checkpoint("student")
-    eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(load_checkpoint(student_path).model), student_path.stat().st_size, "reference", "torch")
+    student = load_checkpoint(student_path)
+    eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(student.model, student.contract), student_path.stat().st_size, "reference", "torch")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "formats.edgemm"
         manifest = export_checkpoint(student_path, "onnx,openvino,tflite,tensorrt", bundle, log=lambda _: None, int8_calib="av-digits", int8=Int8Options(max_drop=1.0))

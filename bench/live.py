@@ -54,17 +54,18 @@ def overhead(model, video: Path, wav: Path, count: int = 300, repeats: int = 5) 
         raw.append((frame, audio[end - rate : end]))
     cap.release()
     tensors = [model.tensors([f], [a], rate, "BGR") for f, a in raw]
+    feeds = [model.contract.feeds(*t) for t in tensors]
     calls = {
-        "bare backend.run": lambda t: model.backend.run({"image": t[0], "audio": t[1], "present": t[2]}),
-        "BundleModel.infer": lambda t: model.infer(*t),
+        "bare backend.run": lambda k: model.backend.run(feeds[k]),
+        "BundleModel.infer": lambda k: model.infer(*tensors[k]),
     }
     times: dict[str, list[float]] = {k: [] for k in (*calls, "predict (raw frame + audio)")}
     for r in range(repeats):
-        for k, ((frame, window), t) in enumerate(zip(raw, tensors)):
+        for k, (frame, window) in enumerate(raw):
             order = list(calls) if (k + r) % 2 == 0 else list(calls)[::-1]
             for name in order:
                 t0 = time.perf_counter()
-                calls[name](t)
+                calls[name](k)
                 times[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             model.predict(image=frame, audio=window, sample_rate=rate, color_order="BGR")

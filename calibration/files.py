@@ -6,15 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import InputError, MediaReadError
 from edgemm.runtimes.media import read_audio, read_image, read_video_frames
-from edgemm.runtimes.preprocess import (
-    AudioSpec,
-    ImageSpec,
-    preprocess_audio,
-    preprocess_image,
-    to_mono_float,
-)
+from edgemm.runtimes.preprocess import preprocess_audio, preprocess_image, to_mono_float
 
 from .sets import (
     DEFAULT_SIZE,
@@ -31,7 +26,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
 
 
 def _read_pairs(
-    pairs: list[tuple[Path, Path, int]], image_spec: ImageSpec, audio_spec: AudioSpec, report: CalibrationReport, size: int, seed: int
+    pairs: list[tuple[Path, Path, int]], contract: ModelContract, report: CalibrationReport, size: int, seed: int
 ) -> CalibrationSet:
     """Read pairs in stratified order until `size` are usable; skipped ones are counted by reason."""
     report.available = len(pairs)
@@ -46,24 +41,24 @@ def _read_pairs(
         except MediaReadError:
             report.skipped["unreadable file"] += 1
             continue
-        if rate != audio_spec.sample_rate:
-            report.skipped[f"sample rate {rate} Hz, not {audio_spec.sample_rate}"] += 1
+        if rate != contract.audio.sample_rate:
+            report.skipped[f"sample rate {rate} Hz, not {contract.audio.sample_rate}"] += 1
             continue
         try:
-            tensors = preprocess_image(image, image_spec, name=str(image_path)), preprocess_audio(audio, rate, audio_spec, name=str(audio_path))
+            tensors = preprocess_image(image, contract.image, name=str(image_path)), preprocess_audio(audio, rate, contract.audio, name=str(audio_path))
         except InputError:
             report.skipped["unusable content"] += 1
             continue
         images.append(tensors[0])
         audios.append(tensors[1])
         labels.append(label)
-    return finish(images, audios, labels, report)
+    return finish(images, audios, labels, report, contract)
 
 
 def from_folder(
-    folder: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, labels: list[str], size: int = DEFAULT_SIZE, seed: int = 0
-) -> CalibrationSet:
-    """Pairs `name.png|jpg` + `name.wav` anywhere under `folder`; a parent folder named after a label labels them."""
+    folder: str | Path, contract: ModelContract, size: int = DEFAULT_SIZE, seed: int = 0) -> CalibrationSet:
+    """Pairs `name.png|jpg` + `name.wav` anywhere under `folder`; a parent folder named after one of the contract's
+    labels labels them."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CalibrationError(f"{folder}: not a folder")
@@ -80,14 +75,14 @@ def from_folder(
         if len(files) < 2:
             report.skipped[f"unpaired {next(iter(files))}"] += 1
             continue
+        labels = list(contract.labels)
         label = labels.index(parent.name) if parent != folder and parent.name in labels else -1
         pairs.append((files["image"], files["audio"], label))
-    return _read_pairs(pairs, image_spec, audio_spec, report, size, seed)
+    return _read_pairs(pairs, contract, report, size, seed)
 
 
 def from_csv(
-    path: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, labels: list[str], size: int = DEFAULT_SIZE, seed: int = 0
-) -> CalibrationSet:
+    path: str | Path, contract: ModelContract, size: int = DEFAULT_SIZE, seed: int = 0) -> CalibrationSet:
     """A CSV with columns image,audio[,label] (paths relative to the CSV file)."""
     path = Path(path)
     report = CalibrationReport(str(path))
@@ -97,7 +92,7 @@ def from_csv(
         raise CalibrationError(f"{path}: unreadable CSV ({exc})") from exc
     if rows and not {"image", "audio"} <= set(rows[0]):
         raise CalibrationError(f"{path}: needs columns image,audio[,label], found {list(rows[0])}")
-    pairs = []
+    pairs, labels = [], list(contract.labels)
     for row in rows:
         image, audio = path.parent / row["image"], path.parent / row["audio"]
         label_name = (row.get("label") or "").strip()
@@ -108,10 +103,10 @@ def from_csv(
             report.skipped["missing file"] += 1
             continue
         pairs.append((image, audio, labels.index(label_name) if label_name else -1))
-    return _read_pairs(pairs, image_spec, audio_spec, report, size, seed)
+    return _read_pairs(pairs, contract, report, size, seed)
 
 
-def from_stream(video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec, size: int = DEFAULT_SIZE) -> CalibrationSet:
+def from_stream(video: str | Path, contract: ModelContract, size: int = DEFAULT_SIZE) -> CalibrationSet:
     """A recorded stream: `clip.mp4` with `clip.wav` (or .flac) beside it on the same timeline.
 
     Frames are taken evenly over the video; each is paired with the audio window ending at its time,
@@ -124,10 +119,10 @@ def from_stream(video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec,
     frames, times, _ = read_video_frames(video, size)
     report.available = len(frames)
     audio, rate = read_audio(audio_path)
-    if rate != audio_spec.sample_rate:
-        raise CalibrationError(f"{audio_path}: sample rate {rate} Hz, the model expects {audio_spec.sample_rate}")
+    if rate != contract.audio.sample_rate:
+        raise CalibrationError(f"{audio_path}: sample rate {rate} Hz, the model expects {contract.audio.sample_rate}")
     mono = to_mono_float(audio, str(audio_path))
-    clip = audio_spec.clip_samples
+    clip = contract.audio.clip_samples
     images, audios = [], []
     for frame, t in zip(frames, times):
         end = int(round(t * rate))
@@ -136,9 +131,9 @@ def from_stream(video: str | Path, image_spec: ImageSpec, audio_spec: AudioSpec,
             continue
         window = mono[max(0, end - clip) : end]
         window = np.pad(window, (clip - len(window), 0))
-        images.append(preprocess_image(frame, image_spec))
-        audios.append(preprocess_audio(window, rate, audio_spec))
-    return finish(images, audios, [-1] * len(images), report)
+        images.append(preprocess_image(frame, contract.image))
+        audios.append(preprocess_audio(window, rate, contract.audio))
+    return finish(images, audios, [-1] * len(images), report, contract)
 
 
 def skipped_summary(skipped: Counter) -> str:

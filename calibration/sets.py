@@ -6,14 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
-from edgemm.runtimes.modalities import MODALITY_PATTERNS
-from edgemm.runtimes.preprocess import (
-    AudioSpec,
-    ImageSpec,
-    preprocess_audio,
-    preprocess_image,
-)
+from edgemm.runtimes.preprocess import preprocess_audio, preprocess_image
+from edgemm.runtimes.reference import ReferenceSet
 
 DEFAULT_SIZE = 300  # as NNCF's and Ultralytics' defaults
 MIN_RECOMMENDED = 100
@@ -51,12 +47,14 @@ class CalibrationReport:
 
 @dataclass
 class CalibrationSet:
-    """Preprocessed model inputs (all modalities present) and labels where known (-1 otherwise)."""
+    """Preprocessed model inputs (canonical tensors, all modalities present), labels where known (-1 otherwise)
+    and the contract of the model they are for."""
 
     image: np.ndarray
     audio: np.ndarray
     labels: np.ndarray
     report: CalibrationReport
+    contract: ModelContract
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -66,17 +64,14 @@ class CalibrationSet:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
     def feeds(self, patterns: bool = True) -> list[dict[str, np.ndarray]]:
-        """Batch-1 input dicts; with `patterns`, every sample also as image-only and audio-only,
-        so INT8 ranges cover the degraded modes a device falls back to."""
-        rows = list(MODALITY_PATTERNS.values()) if patterns else [MODALITY_PATTERNS["fused"]]
+        """Batch-1 input dicts named as the model takes them; with `patterns`, every sample also in each other
+        modality pattern its contract allows (the absent modality filled), so INT8 ranges cover the degraded
+        modes a device falls back to."""
+        rows = list(self.contract.patterns.values())[: None if patterns else 1]
         out = []
         for i in range(len(self)):
-            for p_img, p_aud in rows:
-                out.append({
-                    "image": self.image[i : i + 1] * np.float32(p_img),
-                    "audio": self.audio[i : i + 1] * np.float32(p_aud),
-                    "present": np.array([[p_img, p_aud]], np.float32),
-                })  # fmt: skip
+            image, audio, present = ReferenceSet.patterns(self.image[i : i + 1], self.audio[i : i + 1], rows, self.contract.fill)
+            out += [self.contract.feeds(image[k : k + 1], audio[k : k + 1], present[k : k + 1]) for k in range(len(rows))]
         return out
 
 
@@ -97,7 +92,7 @@ def select(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return np.sort(stratified_order(labels, seed)[:size])
 
 
-def finish(images: list[np.ndarray], audios: list[np.ndarray], labels: list[int], report: CalibrationReport) -> CalibrationSet:
+def finish(images: list[np.ndarray], audios: list[np.ndarray], labels: list[int], report: CalibrationReport, contract: ModelContract) -> CalibrationSet:
     """Check the count of the (already selected) samples — error at 0, warning under 100 — and pack them."""
     if not labels:
         reasons = ", ".join(f"{n} {why}" for why, n in report.skipped.items()) or "nothing found"
@@ -109,15 +104,14 @@ def finish(images: list[np.ndarray], audios: list[np.ndarray], labels: list[int]
         message = f"{report.source}: only {report.used} calibration samples (≥ {MIN_RECOMMENDED} recommended, {DEFAULT_SIZE} default)"
         report.warnings.append(message)
         warnings.warn(message, SmallCalibrationWarning, stacklevel=3)
-    return CalibrationSet(np.stack(images).astype(np.float32), np.stack(audios).astype(np.float32), label_arr, report)
+    return CalibrationSet(np.stack(images).astype(np.float32), np.stack(audios).astype(np.float32), label_arr, report, contract)
 
 
 def from_arrays(
     images: np.ndarray,
     audios: np.ndarray,
     sample_rate: int,
-    image_spec: ImageSpec,
-    audio_spec: AudioSpec,
+    contract: ModelContract,
     labels: np.ndarray | None = None,
     source: str = "arrays",
     size: int = DEFAULT_SIZE,
@@ -127,6 +121,6 @@ def from_arrays(
     labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
     index = select(labels, size, seed)
     report = CalibrationReport(source, available=len(images))
-    imgs = [preprocess_image(images[i], image_spec) for i in index]
-    auds = [preprocess_audio(audios[i], sample_rate, audio_spec) for i in index]
-    return finish(imgs, auds, [int(labels[i]) for i in index], report)
+    imgs = [preprocess_image(images[i], contract.image) for i in index]
+    auds = [preprocess_audio(audios[i], sample_rate, contract.audio) for i in index]
+    return finish(imgs, auds, [int(labels[i]) for i in index], report, contract)

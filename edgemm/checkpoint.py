@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from edgemm.models import build_model
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 
@@ -34,6 +35,12 @@ class Checkpoint:
     audio: AudioSpec
     labels: list[str]
     record: dict[str, Any] = field(default_factory=dict)  # data/training settings and results
+
+    @property
+    def contract(self) -> ModelContract:
+        """The built-in interface: image, audio and a presence mask in; logits and the fused embedding out."""
+        dim = self.model_config.get("embedding_dim")
+        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None)
 
 
 def sidecar(path: Path) -> Path:

@@ -80,13 +80,32 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgemm.export.onnx_int8 import Int8Options
-    from edgemm.exporting import export_checkpoint
 
     if args.calib and not args.int8:
         raise UsageError("--calib is for --int8")
+    if bool(args.checkpoint) == bool(args.model):
+        raise UsageError("give a checkpoint, or your own model with --model FILE.py:FUNCTION --spec model.yaml --data DATA")
     options = Int8Options(max_drop=args.max_drop, config=args.int8_config)
-    calib = (args.calib or "av-digits") if args.int8 else None
-    manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
+    if args.checkpoint:
+        from edgemm.exporting import export_checkpoint
+
+        if args.spec or args.weights or args.data:
+            raise UsageError("--spec, --weights and --data are for --model (a checkpoint carries its own)")
+        calib = (args.calib or "av-digits") if args.int8 else None
+        manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
+        return _report(manifest, f"bundle written to {args.output}")
+    from edgemm.exporting import export_model
+    from edgemm.user_model import load_factory, load_spec, load_weights, read_spec
+
+    if not args.spec or not args.data:
+        raise UsageError("--model needs --spec (the model's contract) and --data (held-out samples to verify on)")
+    contract = load_spec(args.spec)  # a bad spec fails before the model is even built
+    model = load_factory(args.model)
+    if args.weights:
+        load_weights(model, args.weights)
+    name = read_spec(args.spec).get("name") or Path(args.model.rpartition(":")[0]).stem
+    calib = (args.calib or args.data) if args.int8 else None
+    manifest = export_model(model, contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options, name=name)
     return _report(manifest, f"bundle written to {args.output}")
 
 
@@ -125,7 +144,8 @@ def _eager_subject(checkpoint: str, threads: int | None):
     if threads:
         torch.set_num_threads(threads)
     path = Path(checkpoint)
-    return Subject("torch eager", "pytorch", "fp32", torch_infer(load_checkpoint(path).model), path.stat().st_size, "reference", "torch")
+    ckpt = load_checkpoint(path)
+    return Subject("torch eager", "pytorch", "fp32", torch_infer(ckpt.model, ckpt.contract), path.stat().st_size, "reference", "torch")
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -342,13 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=int, default=3)
     p.set_defaults(func=_cmd_quantize)
 
-    p = sub.add_parser("export", help="export a checkpoint to a bundle and verify every artifact")
-    p.add_argument("checkpoint", help="a .safetensors checkpoint written by `edgemm train`")
+    p = sub.add_parser("export", help="export a checkpoint, or your own model (--model), to a bundle and verify every artifact")
+    p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint written by `edgemm train` (or use --model)")
+    p.add_argument("--model", metavar="FILE.py:FUNCTION", help="your own model: a function that builds the torch module")
+    p.add_argument("--weights", help="weights for --model: .safetensors, or a state_dict saved by torch.save (read without running pickled code)")
+    p.add_argument("--spec", help="the --model's contract: model.yaml (inputs, preprocessing, missing modality, outputs, labels)")
+    p.add_argument("--data", help="held-out samples for --model: a folder of <label>/<name>.png+.wav pairs, a .csv list or a video")
     p.add_argument("--to", default="onnx", help=f"comma-separated formats: {', '.join(FORMATS)}")
     p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--samples", type=int, default=300, help="held-out samples per modality pattern to verify on (kept in the bundle as reference.npz)")
     p.add_argument("--int8", action="store_true", help="also add each format's INT8 artifact (as `edgemm quantize` does)")
-    p.add_argument("--calib", help="INT8 calibration source (default av-digits; forms as for `edgemm quantize`)")
+    p.add_argument("--calib", help="INT8 calibration source (default: av-digits for a checkpoint, --data for --model; forms as for `edgemm quantize`)")
     p.add_argument("--max-drop", type=float, default=1.0, help="INT8 accuracy budget in points (worst modality pattern)")
     p.add_argument("--int8-config", default="auto", choices=["auto", *CONFIGS], help="ONNX INT8 configuration (see edgemm quantize)")
     p.set_defaults(func=_cmd_export)

@@ -90,11 +90,11 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     print(f"5/8 compression on the test split (held-out images and voices); batch-1 latency on {threads} threads")
     test = load_split("test", config_from_record(teacher.record.get("data", {})))
     image, audio = split_tensors(test, teacher.image, teacher.audio)
-    reference = ReferenceSet.build(torch_infer(teacher.model), image, audio, test.labels)
+    reference = ReferenceSet.build(torch_infer(teacher.model, teacher.contract), image, audio, test.labels)
     fp32 = load_bundle(bundle, backend="onnxruntime", precision="fp32", threads=threads)
     int8 = _usable(bundle, threads, say, backend="onnxruntime", precision="int8") or _usable(bundle, threads, say, precision="int8")
     entries = [
-        Entry("teacher fp32 (torch eager)", torch_infer(teacher.model), count_parameters(teacher.model), teacher_path.stat().st_size),
+        Entry("teacher fp32 (torch eager)", torch_infer(teacher.model, teacher.contract), count_parameters(teacher.model), teacher_path.stat().st_size),
         Entry(f"student fp32 ({fp32.artifact.file}, onnxruntime)", fp32.infer, count_parameters(student.model), fp32.artifact.bytes),
     ]
     if int8 is not None:
@@ -105,7 +105,7 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     print(render_targets(goals))
 
     print(f"6/8 every artifact on this machine ({threads} threads) beside the same student in PyTorch eager")
-    eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(student.model), student_path.stat().st_size, "reference", "torch")
+    eager = Subject("student torch eager", "pytorch", "fp32", torch_infer(student.model, student.contract), student_path.stat().st_size, "reference", "torch")
     bench_rows, title = bench_bundle(bundle, threads=threads, extra=[eager])
     print(render_bench(bench_rows, title, baseline=eager.name))
     bench_goals = format_targets(manifest, bench_rows, eager.name)

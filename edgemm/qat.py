@@ -120,7 +120,7 @@ def qat_finetune(student: Checkpoint, calibration: CalibrationSet, config: QATCo
     model.eval()
     with torch.no_grad():
         for feed in calibration.feeds():
-            model(*(torch.from_numpy(feed[k]) for k in ("image", "audio", "present")))
+            model(*(torch.from_numpy(x) for x in feed.values()))  # the contract's input order: the model's arguments
     for quantizer in quantizers:
         quantizer.calibrating = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)

@@ -6,19 +6,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from edgemm.calibration import (
-    CalibrationError,
     CalibrationSet,
-    from_arrays,
-    from_csv,
-    from_folder,
-    from_stream,
 )
-from edgemm.calibration.files import VIDEO_SUFFIXES
 from edgemm.checkpoint import load_checkpoint
-from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
+from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.data.features import split_tensors
 from edgemm.export.bundle import BundleStage, describe
 from edgemm.export.onnx_format import export_onnx
@@ -36,33 +28,22 @@ from edgemm.export.registry import (
     record_failure,
     unavailable,
 )
+from edgemm.export.source import ExportSource
 from edgemm.export.tflite_int8 import pt2e_quantize
 from edgemm.export.verify import confirm_on_this_machine, verify_artifact
-from edgemm.exporting import check_source, source_from_checkpoint
 from edgemm.qat import QATConfig, qat_finetune
 from edgemm.runtimes.backends import BACKENDS, module_available
 from edgemm.runtimes.errors import BackendUnavailableError, BundleError
 from edgemm.runtimes.manifest import Manifest
 from edgemm.runtimes.reference import ReferenceSet
+from edgemm.sources import (
+    BUILTIN,
+    calibration_set,
+    check_source,
+    source_from_checkpoint,
+)
 
-BUILTIN = "av-digits"
 INT8_FILE = FORMATS["onnx"].int8_file
-
-
-def calibration_set(spec: str, manifest: Manifest, size: int, seed: int = 0) -> CalibrationSet:
-    """Resolve `--calib`: `av-digits[:split]`, a folder of paired files, a CSV list, or a video with its audio."""
-    if spec == BUILTIN or spec.startswith(BUILTIN + ":"):
-        split_name = spec.partition(":")[2] or "train"
-        split = load_split(split_name, config_from_record(manifest.model.get("data", {})))
-        return from_arrays(split.images, split.audio, SAMPLE_RATE, manifest.image, manifest.audio, split.labels, f"{BUILTIN}:{split_name}", size, seed)
-    path = Path(spec)
-    if path.is_dir():
-        return from_folder(path, manifest.image, manifest.audio, manifest.labels, size, seed)
-    if path.suffix.lower() == ".csv":
-        return from_csv(path, manifest.image, manifest.audio, manifest.labels, size, seed)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        return from_stream(path, manifest.image, manifest.audio, size)
-    raise CalibrationError(f"{spec}: not a calibration source (give {BUILTIN}[:split], a folder, a .csv list or a video file)")
 
 
 def fp32_artifact(bundle: Path, manifest: Manifest) -> Path:
@@ -74,17 +55,14 @@ def fp32_artifact(bundle: Path, manifest: Manifest) -> Path:
 
 def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet) -> ReferenceSet:
     """Labelled held-out data: the val split of the built-in data set the model was trained on; for other
-    models, the calibration samples themselves, judged by agreement with fp32."""
-    backend = BACKENDS["onnxruntime"].open(fp32)
-
-    def run(image, audio, present):
-        return backend.run({"image": image, "audio": audio, "present": present})
-
+    models, the calibration samples themselves, judged by agreement with fp32 (or accuracy where labelled)."""
+    run = manifest.contract.runner(BACKENDS["onnxruntime"].open(fp32).run)
+    rows, fill = list(manifest.contract.patterns.values()), manifest.contract.fill
     if manifest.model.get("data", {}).get("name") == BUILTIN:
         val = load_split("val", config_from_record(manifest.model["data"]))
         image, audio = split_tensors(val, manifest.image, manifest.audio)
-        return ReferenceSet.build(run, image, audio, val.labels, name=f"model.onnx on {BUILTIN}:val")
-    return ReferenceSet.build(run, fallback.image, fallback.audio, np.full(len(fallback), -1), name=f"model.onnx on {fallback.report.source}")
+        return ReferenceSet.build(run, image, audio, val.labels, name=f"model.onnx on {BUILTIN}:val", rows=rows, fill=fill)
+    return ReferenceSet.build(run, fallback.image, fallback.audio, fallback.labels, name=f"model.onnx on {fallback.report.source}", rows=rows, fill=fill)
 
 
 def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
@@ -108,7 +86,7 @@ def _converter_int8(
     except Exception as exc:  # one converter failing must not lose the other INT8 artifacts
         record_failure(stage, fmt.name, "int8", "quantize", one_line(exc), log)
         return
-    fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, fmt.backend)
+    fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, calibration.contract, fmt.backend)
     drop = max(fp32_scores[m] - got[m] for m in fp32_scores)
     log(f"{fmt.name} int8 ({how['tool']}, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
     artifact = describe(
@@ -124,7 +102,7 @@ def _converter_int8(
 
 
 def _converters_int8(
-    stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, checkpoint: Path | None,
+    stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, source: ExportSource | None,
     log: Callable[[str], None],
 ) -> None:
     """OpenVINO (NNCF on the IR) and TFLite (PT2E on the torch graph) INT8 for the fp32 artifacts the bundle has."""
@@ -138,13 +116,11 @@ def _converters_int8(
             _converter_int8(stage, openvino, lambda out: nncf_quantize(fp32_ir, out, calibration, held_out, options), calibration, held_out, options, log)
     if tflite.files["fp32"] in verified:
         reason = unavailable(tflite, "TFLite INT8")
-        if reason is None and checkpoint is None:
+        if reason is None and source is None:
             reason = "TFLite INT8 quantizes the torch graph (PT2E): give --checkpoint, the bundle's fp32 checkpoint"
         if reason:
             record_failure(stage, "tflite", "int8", "quantize", reason, log, skipped=True)
             return
-        check_source(checkpoint, stage.manifest)
-        source = source_from_checkpoint(load_checkpoint(checkpoint))
 
         def pt2e(out: Path) -> dict:
             pt2e_quantize(source, calibration, out, options.per_channel)
@@ -162,15 +138,20 @@ def quantize_bundle(
     log: Callable[[str], None] = print,
     checkpoint: str | Path | None = None,
     qat: QATConfig = QATConfig(),
+    source: ExportSource | None = None,
 ) -> Manifest:
     """Quantize the bundle's fp32 ONNX to `model.int8.onnx` under the accuracy guard; atomic.
 
     When post-training quantization cannot meet the budget within `options.max_float` and the bundle's
-    `checkpoint` is given, a QAT fine-tune adapts the weights and the guard runs again on them."""
+    `checkpoint` is given, a QAT fine-tune adapts the weights and the guard runs again on them. TFLite INT8
+    quantizes the torch graph: it needs `checkpoint` or the export `source` (your own module)."""
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)
     fp32 = fp32_artifact(bundle, manifest)
-    calibration = calibration_set(calib, manifest, size)
+    if checkpoint is not None:
+        check_source(Path(checkpoint), manifest)
+        source = source or source_from_checkpoint(load_checkpoint(checkpoint))
+    calibration = calibration_set(calib, manifest.contract, size, manifest.model.get("data"))
     report = calibration.report
     log(f"calibration: {report.used} samples from {report.source}" + (f"; skipped {dict(report.skipped)}" if report.skipped else ""))
     held_out = held_out_reference(fp32, manifest, calibration)
@@ -206,7 +187,7 @@ def quantize_bundle(
         verification["budget_met"] = guard.within_budget
         verification["passed"] = bool(verification.get("passed")) and guard.within_budget
         artifact.verification = verification
-        _converters_int8(stage, calibration, held_out, options, Path(checkpoint) if checkpoint else None, log)
+        _converters_int8(stage, calibration, held_out, options, source, log)
         confirm_on_this_machine(stage, log, only={a.file for a in stage.manifest.artifacts if a.precision == "int8"})
         stage.commit()
     return stage.manifest

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 from edgemm.runtimes.backends import BACKENDS
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.emulation import AVX2_ONLY_CPU, qemu_binary, run_emulated
 from edgemm.runtimes.machine import MachineInfo
-from edgemm.runtimes.reference import INPUT_NAMES, ReferenceSet
+from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.verification import run_model
 
 EXACT, AVX2 = "exact", "x86-avx2"
@@ -29,7 +30,7 @@ FAMILIES = {
     AVX2: "x86 without VNNI (AVX2, AVX-512 before VNNI): u8 x s8 pair sums saturate at 16 bits",
 }
 
-Run = Callable[[Path, ReferenceSet], np.ndarray]  # (INT8 ONNX, held-out rows) → logits
+Run = Callable[[Path, ReferenceSet, ModelContract], np.ndarray]  # (INT8 ONNX, held-out rows, its contract) → logits
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,11 @@ class Measurement:
     run: Run
 
 
-def _native(path: Path, rows: ReferenceSet) -> np.ndarray:
-    backend = BACKENDS["onnxruntime"].open(path)
-    return run_model(lambda i, a, p: backend.run({"image": i, "audio": a, "present": p}), rows)
+def _native(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
+    return run_model(contract.runner(BACKENDS["onnxruntime"].open(path).run), rows)
 
 
-def unfused_logits(path: Path, rows: ReferenceSet) -> np.ndarray:
+def unfused_logits(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
     """An INT8 ONNX's logits with its Q/DQ nodes run one by one: integer arithmetic without any kernel's saturation."""
     import onnxruntime as ort
 
@@ -54,11 +54,13 @@ def unfused_logits(path: Path, rows: ReferenceSet) -> np.ndarray:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ stay separate nodes: no int8 kernel runs
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return run_model(lambda i, a, p: {"logits": session.run(["logits"], {"image": i, "audio": a, "present": p})[0]}, rows)
+    names = contract.output_names
+    return run_model(contract.runner(lambda feeds: dict(zip(names, session.run(names, feeds)))), rows)
 
 
-def _emulated_avx2(path: Path, rows: ReferenceSet) -> np.ndarray:
-    return run_emulated(path, {name: getattr(rows, name) for name in INPUT_NAMES}, AVX2_ONLY_CPU)["logits"]
+def _emulated_avx2(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
+    raw = run_emulated(path, contract.feeds(rows.image, rows.audio, rows.present), AVX2_ONLY_CPU)
+    return contract.outputs(raw)["logits"]
 
 
 def measurements(machine: MachineInfo) -> dict[str, Measurement | None]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from edgemm.calibration import CalibrationSet
 from edgemm.runtimes.backends import BACKENDS
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.machine import this_machine
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
@@ -265,10 +266,9 @@ def _scores_of(logits: np.ndarray, reference: ReferenceSet) -> dict[str, float]:
     return {k: 100 * v for k, v in scores.items()}
 
 
-def scores(path: Path, reference: ReferenceSet, backend_name: str = "onnxruntime") -> dict[str, float]:
+def scores(path: Path, reference: ReferenceSet, contract: ModelContract, backend_name: str = "onnxruntime") -> dict[str, float]:
     """An artifact's accuracy (or agreement) per modality pattern on `reference`, through its own backend."""
-    backend = BACKENDS[backend_name].open(path)
-    return _scores_of(run_model(lambda image, audio, present: backend.run({"image": image, "audio": audio, "present": present}), reference), reference)
+    return _scores_of(run_model(contract.runner(BACKENDS[backend_name].open(path).run), reference), reference)
 
 
 def reference_scores(held_out: ReferenceSet) -> dict[str, float]:
@@ -276,7 +276,7 @@ def reference_scores(held_out: ReferenceSet) -> dict[str, float]:
     return _scores_of(held_out.logits, held_out)
 
 
-def measure(path: Path, held_out: ReferenceSet, config: OnnxInt8Config, measures: dict[str, Measurement | None]) -> Trial:
+def measure(path: Path, held_out: ReferenceSet, contract: ModelContract, config: OnnxInt8Config, measures: dict[str, Measurement | None]) -> Trial:
     """An INT8 ONNX on every kernel family; where x86-avx2 cannot be measured here, a configuration that cannot
     saturate computes there what the exact kernels compute."""
     fp32 = reference_scores(held_out)
@@ -288,10 +288,10 @@ def measure(path: Path, held_out: ReferenceSet, config: OnnxInt8Config, measures
             exact = families.get(EXACT)
             families[family] = replace(exact, how=f"as exact: {config.name} cannot saturate") if config.saturation_free and exact else None
             continue
-        logits = m.run(path, held_out)
+        logits = m.run(path, held_out, contract)
         got = _scores_of(logits, held_out)
         agreement = 100 * float((logits.argmax(1)[fused] == held_out.logits.argmax(1)[fused]).mean())
-        families[family] = FamilyScore(m.how, got, agreement, max(fp32[p] - got[p] for p in MODALITY_PATTERNS))
+        families[family] = FamilyScore(m.how, got, agreement, max(fp32[p] - got[p] for p in fp32))
     return Trial(config, families)
 
 
@@ -325,7 +325,7 @@ def guarded_quantize(
 
         def attempt(exclude: list[str], config: OnnxInt8Config, path: Path = out) -> Trial:
             quantizer.quantize(path, exclude, config)
-            return measure(path, held_out, config, measures)
+            return measure(path, held_out, calibration.contract, config, measures)
 
         excluded = list(options.exclude)
         named = [CONFIGS[options.config]] if options.config != "auto" else list(CONFIGS.values())

@@ -16,7 +16,7 @@ def export_openvino(source: ExportSource, path: Path) -> None:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(source, onnx_path)
         model = ov.convert_model(str(onnx_path))
-    model.reshape({"image": [-1, *source.image.shape], "audio": [-1, *source.audio.shape], "present": [-1, 2]})
+    model.reshape(source.contract.input_shapes())
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(path), compress_to_fp16=False)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
-from edgemm.runtimes.modalities import MODALITY_PATTERNS
-from edgemm.runtimes.reference import INPUT_NAMES, ReferenceSet
+from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.verification import TOLERANCES
 
 from .onnx_int8 import Int8Options
@@ -27,28 +27,34 @@ class NoInt8Error(EdgemmError):
     """Quantization could not keep any layer in INT8 within the budget."""
 
 
-def validation_items(held_out: ReferenceSet) -> list[dict[str, np.ndarray]]:
-    """One item per sample holding its fused, image-only and audio-only rows, labels and fp32 logits, so
-    any subset NNCF evaluates covers every pattern and carries its own fp32 baseline."""
-    n = len(held_out) // len(MODALITY_PATTERNS)
-    fields = ("image", "audio", "present", "labels", "logits")
-    return [{f: getattr(held_out, f)[i :: n][: len(MODALITY_PATTERNS)] for f in fields} for i in range(n)]
+def validation_items(held_out: ReferenceSet, contract: ModelContract) -> list[dict[str, np.ndarray]]:
+    """One item per sample holding its rows in every modality pattern (inputs named as the model takes them),
+    labels and fp32 logits, so any subset NNCF evaluates covers every pattern and carries its own fp32 baseline."""
+    k = len(held_out.pattern_rows)
+    n = len(held_out) // k
+    items = []
+    for i in range(n):
+        rows = np.arange(i, len(held_out), n)[:k]
+        feeds = contract.feeds(held_out.image[rows], held_out.audio[rows], held_out.present[rows])
+        items.append({**feeds, "labels": held_out.labels[rows], "logits": held_out.logits[rows]})
+    return items
 
 
-def budget_metric(budget: float, agreement: float = TOLERANCES["int8"]["agreement"]):
+def budget_metric(budget: float, contract: ModelContract, agreement: float = TOLERANCES["int8"]["agreement"]):
     """NNCF's validation function for edgemm's INT8 budget, as one number: 1 − shortfall · budget, where
     shortfall = max(worst-pattern accuracy drop / budget, fused disagreement with fp32 / (1 − agreement)).
     The fp32 model scores 1; an INT8 model is within both budgets exactly when NNCF's absolute drop ≤ budget
     (offset by 1 because NNCF divides by the fp32 metric even for absolute drops)."""
+    patterns = len(contract.patterns)
 
     def metric(compiled, items) -> float:
         items = list(items)
-        batch = {name: np.concatenate([it[name] for it in items]) for name in INPUT_NAMES}
-        top1 = compiled(batch)[compiled.output("logits")].argmax(1)
+        batch = {name: np.concatenate([it[name] for it in items]) for name in contract.input_names}
+        top1 = compiled(batch)[compiled.output(contract.logits_output)].argmax(1)
         labels = np.concatenate([it["labels"] for it in items])
         reference = np.concatenate([it["logits"] for it in items]).argmax(1)
-        rows = np.arange(len(labels)) % len(MODALITY_PATTERNS)  # fused, image-only, audio-only per item
-        drop = max((reference[rows == k] == labels[rows == k]).mean() - (top1[rows == k] == labels[rows == k]).mean() for k in range(3))
+        rows = np.arange(len(labels)) % patterns  # each item: its sample in every pattern, the first with all inputs
+        drop = max((reference[rows == k] == labels[rows == k]).mean() - (top1[rows == k] == labels[rows == k]).mean() for k in range(patterns))
         disagreement = (top1[rows == 0] != reference[rows == 0]).mean()
         return 1.0 - budget * max(drop / budget, disagreement / (1 - agreement), 0.0)
 
@@ -74,7 +80,7 @@ def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, he
     with nncf_log() as messages:
         if labelled:
             quantized = nncf.quantize_with_accuracy_control(
-                model, nncf.Dataset(feeds), nncf.Dataset(validation_items(held_out)), budget_metric(options.max_drop / 100), max_drop=options.max_drop / 100,
+                model, nncf.Dataset(feeds), nncf.Dataset(validation_items(held_out, calibration.contract)), budget_metric(options.max_drop / 100, calibration.contract), max_drop=options.max_drop / 100,
                 advanced_quantization_parameters=advanced, **common,
             )  # fmt: skip
         else:

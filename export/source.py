@@ -1,4 +1,4 @@
-"""What an export starts from: the torch model with its data contract."""
+"""What an export starts from: a torch model with its contract, and the fixed calling form exporters trace."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,44 +7,72 @@ from typing import Any
 import numpy as np
 import torch
 from edgemm.runtimes.contract import ModelContract
-from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
-from edgemm.runtimes.reference import OUTPUT_NAMES, Infer
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.reference import Infer
 from torch import nn
+
+
+class ModelSpecError(EdgemmError):
+    """A model whose call does not match its contract (inputs it cannot take, outputs missing or misshaped)."""
+
+
+def outputs_in_order(raw: Any, names: list[str]) -> tuple[torch.Tensor, ...]:
+    """A model's return value — one tensor, a tuple in `names` order, or a dict by name — as a tuple in `names` order."""
+    if isinstance(raw, torch.Tensor):
+        raw = (raw,)
+    if isinstance(raw, dict):
+        missing = [n for n in names if n not in raw]
+        if missing:
+            raise ModelSpecError(f"the model returned outputs {list(raw)}; the spec names {', '.join(map(repr, missing))}, which it lacks")
+        return tuple(raw[n] for n in names)
+    if isinstance(raw, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in raw):
+        if len(raw) != len(names):
+            raise ModelSpecError(f"the model returned {len(raw)} tensors; the spec names {len(names)} outputs ({', '.join(names)})")
+        return tuple(raw)
+    raise ModelSpecError(f"the model returned {type(raw).__name__}: return a tensor, a tuple of tensors or a dict of them")
+
+
+class ContractModule(nn.Module):
+    """A model with a fixed calling form: positional inputs in `contract.input_names` order, a tuple of outputs
+    in `contract.output_names` order — what ONNX, OpenVINO and LiteRT trace."""
+
+    def __init__(self, model: nn.Module, contract: ModelContract) -> None:
+        super().__init__()
+        self.model, self.names = model, contract.output_names
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return outputs_in_order(self.model(*inputs), self.names)
 
 
 @dataclass
 class ExportSource:
-    """A model in eval mode plus its preprocessing, labels and descriptive info for the manifest."""
+    """A model in eval mode, its contract and descriptive info for the manifest."""
 
     model: nn.Module
-    image: ImageSpec
-    audio: AudioSpec
-    labels: list[str]
+    contract: ModelContract
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def contract(self) -> ModelContract:
-        """The built-in interface: image, audio and a presence mask in; logits and the fused embedding out."""
-        dim = self.info.get("embedding_dim")
-        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None)
+    def traceable(self) -> ContractModule:
+        return ContractModule(self.model, self.contract).eval()
 
-    def example(self, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Example inputs (batch 2 by default: a batch-1 example lets exporters freeze the batch axis)."""
-        gen = torch.Generator().manual_seed(0)
-        return (
-            torch.randn(batch, *self.image.shape, generator=gen),
-            torch.randn(batch, *self.audio.shape, generator=gen),
-            torch.ones(batch, 2),
-        )
+    def example(self, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Example inputs by name, shaped as the contract says (the mask all ones); batch 2 by default: a batch-1
+        example lets exporters freeze the batch axis."""
+        gen = torch.Generator().manual_seed(seed)
+        mask = self.contract.mask_input if self.contract.missing == "presence-mask" else None
+        return {name: torch.ones(shape) if name == mask else torch.randn(*shape, generator=gen) for name, shape in self.contract.input_shapes(batch).items()}
 
 
-def torch_infer(model: nn.Module) -> Infer:
-    """An `infer` callable for a torch model (eval mode, no grad), numpy in and out."""
-    model.eval()
+def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:
+    """An `infer(image, audio, present)` callable for a torch model (eval mode, no grad), numpy in and out,
+    canonical outputs: fed and read through its contract, as every backend is."""
+    module = ContractModule(model, contract).eval()
 
     @torch.no_grad()
     def infer(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = model(torch.from_numpy(image), torch.from_numpy(audio), torch.from_numpy(present))
-        return {name: out.numpy() for name, out in zip(OUTPUT_NAMES, outputs)}
+        feeds = contract.feeds(image, audio, present)
+        outputs = module(*(torch.from_numpy(feeds[name]) for name in contract.input_names))
+        return contract.outputs({name: out.numpy() for name, out in zip(contract.output_names, outputs)})
 
     return infer

@@ -15,26 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from edgemm.runtimes.reference import INPUT_NAMES, OUTPUT_NAMES
 from torch import nn
 
 from .source import ExportSource
 
 
 class NamedOutputs(nn.Module):
-    """Wraps a model so the TFLite signature names its outputs `logits` and `embedding`."""
+    """Wraps a model so the TFLite signature names its outputs as the contract does."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, source: ExportSource) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.names = source.traceable, source.contract.output_names
 
-    def forward(self, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(OUTPUT_NAMES, self.model(image, audio, present)))
-
-
-def sample_inputs(source: ExportSource) -> dict[str, torch.Tensor]:
-    """Batch-1 example inputs by name (names become the TFLite signature's input names)."""
-    return dict(zip(INPUT_NAMES, source.example(1)))
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.model(*inputs.values())))
 
 
 @contextmanager
@@ -75,12 +69,12 @@ def restore(saved: dict[int, int]) -> None:
 
 
 def export_tflite(source: ExportSource, path: Path) -> None:
-    """Write the fp32 `.tflite` (batch 1, inputs image/audio/present, outputs logits/embedding)."""
+    """Write the fp32 `.tflite` (batch 1; the signature's inputs and outputs named as the contract says)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with quiet_converter():
         import litert_torch
 
-        edge = litert_torch.convert(NamedOutputs(source.model).eval(), sample_kwargs=sample_inputs(source))
+        edge = litert_torch.convert(NamedOutputs(source).eval(), sample_kwargs=source.example(1))
         edge.export(str(path))
 
 

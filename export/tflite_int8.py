@@ -6,15 +6,14 @@ from pathlib import Path
 
 import torch
 from edgemm.calibration import CalibrationSet
-from edgemm.runtimes.reference import INPUT_NAMES
 
 from .source import ExportSource
-from .tflite_format import NamedOutputs, quiet_converter, sample_inputs
+from .tflite_format import NamedOutputs, quiet_converter
 
 
 def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, per_channel: bool = True) -> None:
     """Calibrate PT2E observers on the calibration rows and convert to a full-integer `.tflite`."""
-    example = sample_inputs(source)
+    example = source.example(1)
     with quiet_converter():
         import litert_torch
         from litert_torch.quantize import pt2e_quantizer
@@ -22,11 +21,11 @@ def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, 
         from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel))
-        graph = torch.export.export(NamedOutputs(source.model).eval(), (), example).module()
+        graph = torch.export.export(NamedOutputs(source).eval(), (), example).module()
         prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
         with torch.no_grad():
-            for feed in calibration.feeds():  # batch-1 rows, each sample in all three modality patterns
-                prepared(**{name: torch.from_numpy(feed[name]) for name in INPUT_NAMES})
+            for feed in calibration.feeds():  # batch-1 rows, each sample in every modality pattern its contract allows
+                prepared(**{name: torch.from_numpy(x) for name, x in feed.items()})
         converted = move_exported_model_to_eval(quantize_pt2e.convert_pt2e(prepared, fold_quantize=False))
         edge = litert_torch.convert(converted, sample_kwargs=example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,9 @@ def verify_artifact(
     try:
         model = load_bundle(bundle, backend=backend, artifact=file)
         logits = run_model(model.infer, reference)
-    except EdgemmError as exc:
-        return {"passed": False, "error": str(exc), "reason": str(exc), **provenance}
+    except Exception as exc:  # a backend failing on the artifact is a failed verification, never a lost bundle
+        reason = str(exc) if isinstance(exc, EdgemmError) else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return {"passed": False, "error": reason, "reason": reason, **provenance}
     result = compare(logits, reference, precision)
     result["backend"] = model.backend.name
     result["backend_version"] = backend_version(model.backend.name)

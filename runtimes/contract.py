@@ -9,6 +9,7 @@ present) tensors in, {"logits", "embedding"} out — that the contract maps to a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -138,6 +139,10 @@ class ModelContract:
         if missing:
             raise ContractError(f"the model gave no output {', '.join(missing)} (it has {', '.join(raw) or 'none'})")
         return {canonical: raw[name] for canonical, name in zip(OUTPUTS, (self.logits_output, self.embedding_output)) if name is not None}
+
+    def runner(self, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> Callable[..., dict[str, np.ndarray]]:
+        """A canonical `infer(image, audio, present)` over a backend's `run(named inputs) → named outputs`."""
+        return lambda image, audio, present: self.outputs(run(self.feeds(image, audio, present)))
 
     # ------------------------------------------------------------------ manifest
 

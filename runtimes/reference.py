@@ -16,11 +16,10 @@ import numpy as np
 from .errors import BundleError
 from .modalities import MODALITY_PATTERNS
 
-INPUT_NAMES = ("image", "audio", "present")
-OUTPUT_NAMES = ("logits", "embedding")
 REFERENCE_FILE = "reference.npz"
 
-Infer = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]  # (image, audio, present) → outputs
+Infer = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]  # canonical (image, audio, present) → outputs
+ALL_PATTERNS = tuple(MODALITY_PATTERNS.values())
 
 
 def encode_inputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,15 +47,18 @@ def on_grid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ReferenceSet:
-    """Preprocessed held-out samples in every modality pattern, with a reference model's outputs on them."""
+    """Preprocessed held-out samples in every modality pattern the model's contract allows (canonical tensors,
+    the absent modality filled), with a reference model's outputs on them; `embedding` is None for a model
+    without one."""
 
     image: np.ndarray
     audio: np.ndarray
     present: np.ndarray
     labels: np.ndarray
     logits: np.ndarray
-    embedding: np.ndarray
+    embedding: np.ndarray | None
     name: str = "torch"  # what produced the reference outputs
+    fill: float = 0.0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,33 +67,44 @@ class ReferenceSet:
     def labelled(self) -> bool:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
+    @property
+    def pattern_rows(self) -> np.ndarray:
+        """The distinct `present` rows, in the order the samples repeat in (the first block has every input)."""
+        _, first = np.unique(self.present, axis=0, return_index=True)
+        return self.present[np.sort(first)]
+
     @staticmethod
-    def patterns(image: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The samples repeated as fused, image-only and audio-only rows (absent modality zeroed)."""
-        present = np.repeat(np.array(list(MODALITY_PATTERNS.values()), np.float32), len(image), axis=0)
-        image = (np.tile(image, (3, 1, 1, 1)) * present[:, :1, None, None]).astype(np.float32)
-        audio = (np.tile(audio, (3, 1, 1, 1)) * present[:, 1:, None, None]).astype(np.float32)
-        return image, audio, present
+    def patterns(image: np.ndarray, audio: np.ndarray, rows=ALL_PATTERNS, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples repeated once per modality pattern in `rows` (default fused, image-only, audio-only), the
+        absent modality set to `fill`."""
+        rows = np.asarray(rows, np.float32)
+        present = np.repeat(rows, len(image), axis=0)
+        return _tiled(image, present[:, 0], fill), _tiled(audio, present[:, 1], fill), present
 
     @classmethod
-    def build(cls, infer: Infer, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256) -> "ReferenceSet":
-        """Repeat the samples as fused, image-only and audio-only; `infer` gives the reference outputs."""
-        image, audio, present = cls.patterns(image, audio)
+    def build(
+        cls, infer: Infer, image: np.ndarray, audio: np.ndarray, labels: np.ndarray, name: str = "torch", batch: int = 256,
+        rows=ALL_PATTERNS, fill: float = 0.0,
+    ) -> "ReferenceSet":
+        """Repeat the samples in every pattern of `rows`; `infer` gives the reference outputs."""
+        image, audio, present = cls.patterns(image, audio, rows, fill)
         outs = [infer(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
-        logits, embedding = (np.concatenate([o[k] for o in outs]) for k in OUTPUT_NAMES)
-        return cls(image, audio, present, np.tile(labels, 3), logits, embedding, name)
+        logits = np.concatenate([o["logits"] for o in outs])
+        embedding = np.concatenate([o["embedding"] for o in outs]) if "embedding" in outs[0] else None
+        return cls(image, audio, present, np.tile(labels, len(rows)), logits, embedding, name, fill)
 
     def save(self, path: Path) -> None:
         """Write as compressed .npz, the fused rows' inputs only (the masked rows are rebuilt on load): as exact
         8-bit codes when the inputs lie on the storage grid (build the set from `on_grid` inputs), else float32."""
-        n = len(self) // 3
+        n = len(self) // len(self.pattern_rows)
         image, audio = encode_inputs(self.image[:n]), encode_inputs(self.audio[:n])
         if np.array_equal(decode_inputs(*image), self.image[:n]) and np.array_equal(decode_inputs(*audio), self.audio[:n]):
             inputs = {"image_codes": image[0], "image_offset": image[1], "image_step": image[2],
                       "audio_codes": audio[0], "audio_offset": audio[1], "audio_step": audio[2]}  # fmt: skip
         else:
             inputs = {"image": self.image[:n], "audio": self.audio[:n]}
-        np.savez_compressed(path, **inputs, labels=self.labels[:n], logits=self.logits, embedding=self.embedding, name=self.name)
+        extra = {"embedding": self.embedding} if self.embedding is not None else {}
+        np.savez_compressed(path, **inputs, **extra, labels=self.labels[:n], logits=self.logits, name=self.name, patterns=self.pattern_rows, fill=self.fill)
 
     @classmethod
     def load(cls, path: Path) -> "ReferenceSet":
@@ -103,7 +116,16 @@ class ReferenceSet:
                     audio = decode_inputs(data["audio_codes"], data["audio_offset"], data["audio_step"])
                 else:
                     image, audio = data["image"], data["audio"]
-                image, audio, present = cls.patterns(image, audio)
-                return cls(image, audio, present, np.tile(data["labels"], 3), data["logits"], data["embedding"], str(data["name"]))
+                rows = data["patterns"] if "patterns" in data else ALL_PATTERNS  # edgemm 0.1 files: the three patterns
+                fill = float(data["fill"]) if "fill" in data else 0.0
+                image, audio, present = cls.patterns(image, audio, rows, fill)
+                embedding = data["embedding"] if "embedding" in data else None
+                return cls(image, audio, present, np.tile(data["labels"], len(rows)), data["logits"], embedding, str(data["name"]), fill)
         except (OSError, KeyError, ValueError, EOFError) as exc:
             raise BundleError(f"{path}: unreadable reference samples ({type(exc).__name__}: {exc})") from exc
+
+
+def _tiled(x: np.ndarray, keep: np.ndarray, fill: float) -> np.ndarray:
+    """`x` repeated to `len(keep)` rows, rows with keep 0 set to `fill`."""
+    tiled = np.tile(x, (len(keep) // len(x),) + (1,) * (x.ndim - 1))
+    return np.where(keep.reshape((-1,) + (1,) * (x.ndim - 1)) > 0, tiled, np.float32(fill)).astype(np.float32)

@@ -12,10 +12,12 @@ from edgemm.calibration import (
     from_stream,
 )
 from edgemm.calibration.sets import select
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.media import write_audio, write_image
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, preprocess_image
 
 LABELS = [str(d) for d in range(10)]
+DIGITS = ModelContract(image=ImageSpec(), audio=AudioSpec(), labels=tuple(LABELS))  # the built-in interface
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def messy_folder(tmp_path, tiny_test_split):
 
 def test_folder_with_bad_files_counts_skips(messy_folder):
     with pytest.warns(SmallCalibrationWarning, match="only 6 calibration samples"):
-        calib = from_folder(messy_folder, ImageSpec(), AudioSpec(), LABELS)
+        calib = from_folder(messy_folder, DIGITS)
     assert len(calib) == 6 and calib.image.shape == (6, 1, 32, 32) and calib.audio.shape == (6, 1, 40, 98)
     assert calib.labelled  # labels from the class-named parent folders
     skipped = calib.report.skipped
@@ -52,9 +54,9 @@ def test_folder_with_bad_files_counts_skips(messy_folder):
 def test_empty_or_useless_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CalibrationError, match="no usable calibration samples"):
-        from_folder(tmp_path / "empty", ImageSpec(), AudioSpec(), LABELS)
+        from_folder(tmp_path / "empty", DIGITS)
     with pytest.raises(CalibrationError, match="not a folder"):
-        from_folder(tmp_path / "missing", ImageSpec(), AudioSpec(), LABELS)
+        from_folder(tmp_path / "missing", DIGITS)
 
 
 def test_csv_source(messy_folder, tiny_test_split):
@@ -63,7 +65,7 @@ def test_csv_source(messy_folder, tiny_test_split):
     csv.write_text(f"image,audio,label\n{label}/s0.png,{label}/s0.wav,{label}\nlonely.png,nowhere.wav,1\nlonely.png,orphan.wav,eleven\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallCalibrationWarning)
-        calib = from_csv(csv, ImageSpec(), AudioSpec(), LABELS)
+        calib = from_csv(csv, DIGITS)
     assert len(calib) == 1 and calib.labels[0] == int(label)
     assert calib.report.skipped["missing file"] == 1
     assert calib.report.skipped["label 'eleven' not in the model's labels"] == 1
@@ -82,14 +84,14 @@ def test_stream_source(tmp_path, tiny_test_split):
     write_audio(tmp_path / "rec.wav", np.concatenate(s.audio[:seconds]), 16000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallCalibrationWarning)
-        calib = from_stream(tmp_path / "rec.mp4", ImageSpec(), AudioSpec(), size=12)
+        calib = from_stream(tmp_path / "rec.mp4", DIGITS, size=12)
     assert len(calib) == 12 and not calib.labelled
     # the frame at t = 2.x s shows image 2, decoded through OpenCV
     expect = preprocess_image(cv2.resize(s.images[2], (64, 64)), ImageSpec())
     assert min(np.abs(calib.image[i] - expect).mean() for i in range(len(calib))) < 0.2
     (tmp_path / "rec.wav").unlink()
     with pytest.raises(CalibrationError, match="no audio file of the same name"):
-        from_stream(tmp_path / "rec.mp4", ImageSpec(), AudioSpec())
+        from_stream(tmp_path / "rec.mp4", DIGITS)
 
 
 def test_stratified_selection_and_default_size(tiny_test_split):
@@ -98,6 +100,6 @@ def test_stratified_selection_and_default_size(tiny_test_split):
     assert len(chosen) == 300 and np.bincount(labels[chosen]).tolist() == [30] * 10
     s = tiny_test_split
     with pytest.warns(SmallCalibrationWarning):
-        calib = from_arrays(s.images, s.audio, 16000, ImageSpec(), AudioSpec(), s.labels, "split", size=50)
+        calib = from_arrays(s.images, s.audio, 16000, DIGITS, s.labels, "split", size=50)
     assert len(calib) == 50 and np.bincount(calib.labels).min() == 5
     assert len(calib.feeds()) == 150  # fused, image-only and audio-only per sample

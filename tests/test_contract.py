@@ -154,3 +154,19 @@ def test_spec_file_form_and_its_mistakes():
         with pytest.raises(ContractError, match=message) as caught:
             ModelContract.from_spec(bad, "model.yaml")
         assert str(caught.value).startswith("model.yaml: ")
+
+
+def test_float_verdict_lets_only_near_ties_flip():
+    from edgemm.runtimes.reference import ReferenceSet
+    from edgemm.runtimes.verification import compare
+
+    logits = np.array([[3.0, 1.0, 0.0], [1.0, 1.0005, 0.0], [0.0, 2.0, 5.0]] * 10, np.float32)
+    reference = ReferenceSet.build(lambda i, a, p: {"logits": logits[: len(p)]}, np.zeros((30, 1, 2, 2)), np.zeros((30, 1, 4)),
+                                   np.full(30, -1), rows=[(1.0, 1.0)])  # fmt: skip
+    near_tie = logits.copy()
+    near_tie[1::3, 1] -= 0.001  # the near-tied rows flip, within fp16's bound (5e-3 of 5 = 2.5e-2)
+    verdict = compare(near_tie, reference, "fp16")
+    assert verdict["passed"] and verdict["top1_agreement"] < 0.7 and verdict["agreement_judged_on"].startswith("20 rows")
+    decisive = logits.copy()
+    decisive[0::3, 0] -= 2.5  # a clear answer changes: beyond the bound, and a disagreement
+    assert "top-1 agreement" in compare(decisive, reference, "fp16")["reason"]

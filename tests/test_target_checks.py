@@ -249,7 +249,7 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
     )
     from edgemm.runtimes.verification import compare
 
-    from edgemm.quantizing import calibration_set
+    from edgemm.sources import calibration_set
 
     int8 = ["model.int8.onnx", "openvino/model.int8.xml", "tflite/model.int8.tflite"]
     emulated = [qemu_binary(), "-cpu", "Haswell", sys.executable, "-m", "edgemm", "verify", str(shipped_bundle), *(f"--only={f}" for f in int8)]
@@ -263,7 +263,7 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
     # the same student with 8-bit weights, made and verified as on a machine with exact int8 kernels
     manifest = Manifest.read(shipped_bundle)
     with_8bit = tmp_path / "w8.onnx"
-    quantizer = Int8Quantizer(shipped_bundle / "model.onnx", calibration_set("av-digits", manifest, 300), Int8Options(), tmp_path)
+    quantizer = Int8Quantizer(shipped_bundle / "model.onnx", calibration_set("av-digits", manifest.contract, 300, manifest.model.get("data")), Int8Options(), tmp_path)
     quantizer.quantize(with_8bit, [], CONFIGS["s8s8-w8"])
     reference = reference_of(shipped_bundle, manifest)
     exact = unfused_logits(with_8bit, reference)  # what VNNI/AMX/ARM kernels answer
