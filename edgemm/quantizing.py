@@ -117,7 +117,10 @@ def _converters_int8(
     if tflite.files["fp32"] in verified:
         reason = unavailable(tflite, "TFLite INT8")
         if reason is None and source is None:
-            reason = "TFLite INT8 quantizes the torch graph (PT2E): give --checkpoint, the bundle's fp32 checkpoint"
+            reason = "TFLite INT8 quantizes the torch graph (PT2E): " + (
+                "export with --model ... --int8 (the module is needed)" if stage.manifest.model.get("source") == "user"
+                else "give --checkpoint, the bundle's fp32 checkpoint"
+            )
         if reason:
             record_failure(stage, "tflite", "int8", "quantize", reason, log, skipped=True)
             return

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from edgemm.runtimes import load_bundle
+from edgemm.runtimes.media import read_audio, read_image
 
 from edgemm.user_model import (
     ModelSpecError,
@@ -81,12 +83,21 @@ def test_example_model_exported_quantized_verified_and_run_live(example):
     produced = set(arts) | {f"{f['format']} {f['precision']}" for f in manifest["failures"]}
     assert "tflite/model.int8.tflite" in produced and "tensorrt fp16" in produced  # made and judged, or recorded with its reason
 
-    predicted = edgemm("predict", bundle, "--image", "data/test/blue-high/0001.png", "--audio", "data/test/blue-high/0001.wav", "--json", cwd=example)
-    assert json.loads(predicted.stdout)["label"] == "blue-high", predicted.stderr
     bench = edgemm("bench", bundle, "--runs", "20")
     assert "Traceback" not in bench.stderr and "openvino/model.fp16.xml" in bench.stdout
 
-    segments = [("red-low", 0), ("blue-high", 1), ("green-high", 2)]
+    # a recording of three test samples of different labels that the model answers right offline (file in, answer
+    # out): the live app, fed them as a camera and a microphone, must answer each as offline
+    fp32 = load_bundle(bundle, artifact="model.onnx")
+    test = example / "data" / "test"
+    segments = []
+    for label in ("red-low", "blue-high", "green-high"):
+        n = next(n for n in range(20) if fp32.predict(image=read_image(test / label / f"{n:04d}.png"),
+                                                     audio=read_audio(test / label / f"{n:04d}.wav")[0], sample_rate=16000).label == label)  # fmt: skip
+        segments.append((label, n))
+    first = test / segments[0][0] / f"{segments[0][1]:04d}"
+    predicted = edgemm("predict", bundle, "--image", first.with_suffix(".png"), "--audio", first.with_suffix(".wav"), "--json")
+    assert json.loads(predicted.stdout)["label"] == segments[0][0], predicted.stderr
     video, wav = recording(example, segments)
     live = edgemm("live", bundle, "--camera", video, "--mic", wav, "--headless", "--fast", "--precision", "fp32")
     assert live.returncode == 0, live.stderr[-2000:]
@@ -94,7 +105,8 @@ def test_example_model_exported_quantized_verified_and_run_live(example):
     for k, (label, _) in enumerate(segments):  # the last frame of each segment: its image and its whole sound heard
         last = events[12 * k + 11]
         assert last["label"] == label and last["modalities"] == ["image", "audio"], (k, last)
-    assert events[0]["modalities"] == ["image"] and events[0]["label"].startswith("red")  # before 1 s of sound: image only, zeros fed
+    alone = fp32.predict(image=read_image(first.with_suffix(".png")))  # before 1 s of sound: the image alone, zeros fed
+    assert events[0]["modalities"] == ["image"] and events[0]["label"] == alone.label
 
 
 def write(path: Path, text: str) -> Path:
