@@ -10,9 +10,14 @@ from torch import nn
 from edgemm.checkpoint import load_checkpoint
 from edgemm.export.bundle import BundleStage, new_manifest
 from edgemm.export.onnx_int8 import Int8Options
-from edgemm.export.registry import FORMATS, ExportFormat, export_into, parse_formats
+from edgemm.export.registry import (
+    FORMATS,
+    ExportFormat,
+    export_into,
+    parse_formats,
+    with_budget,
+)
 from edgemm.export.source import ExportSource
-from edgemm.export.tensorrt_engine import build_engines
 from edgemm.export.verify import confirm_on_this_machine, verify_artifact
 from edgemm.quantizing import quantize_bundle
 from edgemm.runtimes.contract import ModelContract
@@ -44,9 +49,9 @@ def export_source(
     `int8_calib`, every format's INT8 artifact is added on that calibration source (`edgemm quantize`);
     TensorRT engines are built last, from the bundle's ONNX, where TensorRT and a GPU exist."""
     rows = list(rows)
-    if (int8_calib or FORMATS["tensorrt"] in rows) and FORMATS["onnx"] not in rows:
+    if (int8_calib or any(f.device_build for f in rows)) and FORMATS["onnx"] not in rows:
         rows.insert(0, FORMATS["onnx"])
-        log("onnx added: INT8 is measured against it and TensorRT engines are built from it")
+        log("onnx added: INT8 is measured against it and device builds (TensorRT engines) start from it")
     with BundleStage(out, new_manifest(source), fresh=True) as stage:
         for fmt in rows:
             if fmt.exporter is not None:
@@ -56,9 +61,9 @@ def export_source(
         stage.commit()
     if int8_calib:
         quantize_bundle(out, int8_calib, int8, checkpoint=checkpoint, source=source, log=log)
-    if FORMATS["tensorrt"] in rows:
+    for fmt in (f for f in rows if f.device_build is not None):
         with BundleStage(out, Manifest.read(Path(out))) as stage:
-            build_engines(stage, Path(out), reference, log)
+            fmt.build_on_device(stage, Path(out), reference, log)
             stage.commit()
     return Manifest.read(Path(out))
 
@@ -121,12 +126,8 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = REF
     reference = reference_set(source, samples=samples)
     with BundleStage(bundle, manifest) as stage:
         for art in manifest.artifacts:
-            budget_met = art.verification.get("budget_met", True)
             result = verify_artifact(stage.path, art.file, art.precision, reference, FORMATS[art.format].backend)
-            result["passed"] = bool(result.get("passed")) and budget_met
-            if "budget_met" in art.verification:
-                result["budget_met"] = budget_met
-            art.verification = result
+            art.verification = with_budget(result, art.verification.get("budget_met"))
             log(f"{art.file}: {'passed' if art.verified else 'FAILED'}")
         confirm_on_this_machine(stage, log)
         stage.commit()

@@ -12,7 +12,7 @@ from edgemm.calibration import (
 from edgemm.checkpoint import load_checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.data.features import split_tensors
-from edgemm.export.bundle import BundleStage, describe
+from edgemm.export.bundle import BundleStage
 from edgemm.export.onnx_format import export_onnx
 from edgemm.export.onnx_int8 import (
     Int8Options,
@@ -20,17 +20,15 @@ from edgemm.export.onnx_int8 import (
     reference_scores,
     scores,
 )
-from edgemm.export.openvino_int8 import nncf_quantize
 from edgemm.export.registry import (
     FORMATS,
     ExportFormat,
+    add_verified,
     one_line,
     record_failure,
-    unavailable,
 )
 from edgemm.export.source import ExportSource
-from edgemm.export.tflite_int8 import pt2e_quantize
-from edgemm.export.verify import confirm_on_this_machine, verify_artifact
+from edgemm.export.verify import confirm_on_this_machine
 from edgemm.qat import QATConfig, qat_finetune
 from edgemm.runtimes.backends import BACKENDS, module_available
 from edgemm.runtimes.errors import BackendUnavailableError, BundleError
@@ -89,48 +87,35 @@ def _converter_int8(
     fp32_scores, got = reference_scores(held_out), scores(stage.path / file, held_out, calibration.contract, fmt.backend)
     drop = max(fp32_scores[m] - got[m] for m in fp32_scores)
     log(f"{fmt.name} int8 ({how['tool']}, {len(calibration)} calibration samples): worst-pattern drop {drop:.2f} points (budget {options.max_drop})")
-    artifact = describe(
-        stage.path, file, fmt.name, "int8", fmt.companions(file),
+    add_verified(
+        stage, fmt, file, "int8", held_out, budget_met=drop <= options.max_drop,
         quantization={**how, "calibration": calibration.report.to_dict(), "held_out": f"{held_out.name} ({len(held_out)} rows)",
                       "max_drop": options.max_drop, "drop_points": round(drop, 3), "fp32": fp32_scores, "int8": got},
     )  # fmt: skip
-    stage.add(artifact)
-    verification = verify_artifact(stage.path, file, "int8", held_out, backend=fmt.backend)
-    verification["budget_met"] = drop <= options.max_drop
-    verification["passed"] = bool(verification.get("passed")) and drop <= options.max_drop
-    artifact.verification = verification
 
 
 def _converters_int8(
     stage: BundleStage, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, source: ExportSource | None,
     log: Callable[[str], None],
 ) -> None:
-    """OpenVINO (NNCF on the IR) and TFLite (PT2E on the torch graph) INT8 for the fp32 artifacts the bundle has."""
+    """Every other format's INT8, through its own INT8 path (the format table's `int8` step), for the fp32 artifacts
+    the bundle has verified; what cannot be made here is recorded with the reason."""
     verified = {a.file for a in stage.manifest.artifacts if a.verified}
-    openvino, tflite = FORMATS["openvino"], FORMATS["tflite"]
-    if openvino.files["fp32"] in verified:
-        if not module_available("nncf"):
-            record_failure(stage, "openvino", "int8", "quantize", str(BackendUnavailableError("OpenVINO INT8", "nncf", "export")), log, skipped=True)
-        else:
-            fp32_ir = stage.path / openvino.files["fp32"]
-            _converter_int8(stage, openvino, lambda out: nncf_quantize(fp32_ir, out, calibration, held_out, options), calibration, held_out, options, log)
-    if tflite.files["fp32"] in verified:
-        reason = unavailable(tflite, "TFLite INT8")
-        if reason is None and source is None:
-            reason = "TFLite INT8 quantizes the torch graph (PT2E): " + (
+    for fmt in FORMATS.values():
+        if fmt.int8 is None or fmt.files.get("fp32") not in verified:
+            continue
+        missing = next((pkg for pkg in fmt.requires + fmt.int8_requires if not module_available(pkg)), None)
+        reason = str(BackendUnavailableError(f"{fmt.name} INT8", missing, "export")) if missing else None
+        if reason is None and fmt.int8_needs_source and source is None:
+            reason = f"{fmt.name} INT8 quantizes the torch graph: " + (
                 "export with --model ... --int8 (the module is needed)" if stage.manifest.model.get("source") == "user"
                 else "give --checkpoint, the bundle's fp32 checkpoint"
             )
         if reason:
-            record_failure(stage, "tflite", "int8", "quantize", reason, log, skipped=True)
-            return
-
-        def pt2e(out: Path) -> dict:
-            pt2e_quantize(source, calibration, out, options.per_channel)
-            return {"tool": "litert_torch PT2E", "weights": "int8 symmetric, " + ("per-channel" if options.per_channel else "per-tensor"),
-                    "activations": "int8", "io": "int8 (the runtime quantizes inputs and dequantizes outputs)"}  # fmt: skip
-
-        _converter_int8(stage, tflite, pt2e, calibration, held_out, options, log)
+            record_failure(stage, fmt.name, "int8", "quantize", reason, log, skipped=True)
+            continue
+        fp32 = stage.path / fmt.files["fp32"]
+        _converter_int8(stage, fmt, lambda out, f=fmt: f.quantize(fp32, out, calibration, held_out, options, source), calibration, held_out, options, log)
 
 
 def quantize_bundle(
@@ -169,8 +154,8 @@ def quantize_bundle(
                 guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, same_config, log)
         elif not guard.within_budget:
             log("PTQ cannot meet the budget; give --checkpoint (the bundle's fp32 checkpoint) for the QAT fallback")
-        artifact = describe(
-            stage.path, INT8_FILE, "onnx", "int8",
+        add_verified(
+            stage, FORMATS["onnx"], INT8_FILE, "int8", held_out, budget_met=guard.within_budget,
             quantization={
                 "tool": "onnxruntime.quantization.quantize_static",
                 "format": "QDQ",
@@ -185,11 +170,6 @@ def quantize_bundle(
                 **guard.to_dict(),
             },
         )  # fmt: skip
-        stage.add(artifact)
-        verification = verify_artifact(stage.path, INT8_FILE, "int8", held_out, backend="onnxruntime")
-        verification["budget_met"] = guard.within_budget
-        verification["passed"] = bool(verification.get("passed")) and guard.within_budget
-        artifact.verification = verification
         _converters_int8(stage, calibration, held_out, options, source, log)
         confirm_on_this_machine(stage, log, only={a.file for a in stage.manifest.artifacts if a.precision == "int8"})
         stage.commit()

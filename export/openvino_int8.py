@@ -12,6 +12,7 @@ import logging
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from edgemm.calibration import CalibrationSet
@@ -21,6 +22,9 @@ from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.verification import TOLERANCES
 
 from .onnx_int8 import Int8Options
+
+if TYPE_CHECKING:
+    from .source import ExportSource
 
 
 class NoInt8Error(EdgemmError):
@@ -61,8 +65,11 @@ def budget_metric(budget: float, contract: ModelContract, agreement: float = TOL
     return metric
 
 
-def nncf_quantize(fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options) -> dict:
-    """Quantize an IR (symmetric "performance" preset, full bias correction); returns how, for the manifest."""
+def nncf_quantize(
+    fp32_xml: Path, out_xml: Path, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, source: "ExportSource | None" = None
+) -> dict:
+    """Quantize an IR (symmetric "performance" preset, full bias correction) — the IR alone: `source` is not
+    needed; returns how, for the manifest."""
     import nncf
     import openvino as ov
 

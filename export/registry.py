@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
+from edgemm.runtimes.manifest import Artifact
 from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage, describe
@@ -23,9 +24,12 @@ class ExportFormat:
     """A format edgemm can export: its artifact file per precision, requirements and exporter.
 
     `exporter(source, path)` writes the fp32 artifact; `derive(fp32_path, path, precision)` writes each
-    other precision from it (both "module:function" in `edgemm.export`, imported when used: building
-    TensorRT engines on a device must not import torch). INT8 (`int8_file`) is added by `edgemm quantize`
-    on calibration data. TensorRT has no exporter: its engines are built from the bundle's ONNX."""
+    other precision from it; `int8(fp32_path, path, calibration, held_out, options, source)` writes the INT8
+    artifact with the format's own INT8 path and returns how, for the manifest; `device_build(stage, bundle,
+    reference, log)` builds on the device what cannot be exported (all "module:function" in `edgemm.export`,
+    imported when used: building TensorRT engines on a device must not import torch). ONNX's INT8 is the
+    guarded quantizer every other INT8 artifact is measured beside (`edgemm quantize`); TensorRT has no
+    exporter: its engines are built from the bundle's ONNX."""
 
     name: str
     files: dict[str, str]  # precision -> file name inside the bundle, fp32 first
@@ -36,6 +40,10 @@ class ExportFormat:
     exporter: str | None
     derive: str | None = None
     weights_beside: bool = False  # OpenVINO: a .bin beside each .xml
+    int8: str | None = None
+    int8_requires: tuple[str, ...] = ()  # import names the INT8 path needs beyond `requires` (in the export extra)
+    int8_needs_source: bool = False  # quantizes the torch graph: needs the model, not only the fp32 artifact
+    device_build: str | None = None
 
     def companions(self, file: str) -> tuple[str, ...]:
         """Files written beside an artifact that belong to it."""
@@ -46,6 +54,12 @@ class ExportFormat:
 
     def derive_from(self, fp32: Path, path: Path, precision: str) -> None:
         _target(self.derive)(fp32, path, precision)
+
+    def quantize(self, fp32: Path, path: Path, calibration, held_out: ReferenceSet, options, source: "ExportSource | None") -> dict:
+        return _target(self.int8)(fp32, path, calibration, held_out, options, source)
+
+    def build_on_device(self, stage: BundleStage, bundle: Path, reference: ReferenceSet, log=print) -> int:
+        return _target(self.device_build)(stage, bundle, reference, log)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -68,14 +82,16 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat(
             "openvino", {"fp32": "openvino/model.xml", "fp16": "openvino/model.fp16.xml"}, "openvino/model.int8.xml",
             ("openvino", "onnx"), "openvino", "openvino", "openvino_format:export_openvino", "openvino_format:openvino_fp16", True,
+            int8="openvino_int8:nncf_quantize", int8_requires=("nncf",),
         ),
         ExportFormat(
             "tflite", {"fp32": "tflite/model.tflite", "fp16": "tflite/model.fp16.tflite"}, "tflite/model.int8.tflite",
             ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"), "export", "litert", "tflite_format:export_tflite", "tflite_format:tflite_fp16",
+            int8="tflite_int8:pt2e_quantize", int8_needs_source=True,
         ),
         ExportFormat(
             "tensorrt", {"fp16": "tensorrt/model.fp16.engine"}, "tensorrt/model.int8.engine", ("tensorrt", "polygraphy"), "tensorrt",
-            "tensorrt", None,
+            "tensorrt", None, device_build="tensorrt_engine:build_engines",
         ),
     )
 }  # fmt: skip
@@ -113,6 +129,25 @@ def unavailable(fmt: ExportFormat, what: str) -> str | None:
     return str(BackendUnavailableError(what, missing, fmt.extra)) if missing else None
 
 
+def add_verified(
+    stage: BundleStage, fmt: ExportFormat, file: str, precision: str, reference: ReferenceSet, budget_met: bool | None = None, **extra
+) -> Artifact:
+    """Record a file just written into the staged bundle and judge it through its format's backend on `reference`;
+    an INT8 artifact passes only with its accuracy budget met too (`budget_met`). `extra` goes to the manifest."""
+    artifact = describe(stage.path, file, fmt.name, precision, fmt.companions(file), **extra)
+    stage.add(artifact)
+    artifact.verification = with_budget(verify_artifact(stage.path, file, precision, reference, backend=fmt.backend), budget_met)
+    return artifact
+
+
+def with_budget(verification: dict, budget_met: bool | None) -> dict:
+    """A verification result that also needs the accuracy budget (None: no budget applies)."""
+    if budget_met is not None:
+        verification["budget_met"] = budget_met
+        verification["passed"] = bool(verification.get("passed")) and budget_met
+    return verification
+
+
 def export_into(stage: BundleStage, fmt: ExportFormat, source: "ExportSource", reference: ReferenceSet, log=print) -> bool:
     """Export every precision of one format into a staged bundle and verify each; failures are
     recorded in the manifest, never raised. Returns True when all were written and verified."""
@@ -135,9 +170,7 @@ def export_into(stage: BundleStage, fmt: ExportFormat, source: "ExportSource", r
             record_failure(stage, fmt.name, precision, "export", one_line(exc), log)
             ok = False
             continue
-        artifact = describe(stage.path, file, fmt.name, precision, fmt.companions(file), export_seconds=round(time.perf_counter() - started, 2))
-        stage.add(artifact)
-        artifact.verification = verify_artifact(stage.path, file, precision, reference, backend=fmt.backend)
+        artifact = add_verified(stage, fmt, file, precision, reference, export_seconds=round(time.perf_counter() - started, 2))
         stage.flush()
         ok = ok and artifact.verified
     return ok

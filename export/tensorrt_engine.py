@@ -23,9 +23,8 @@ from edgemm.runtimes.errors import (
 from edgemm.runtimes.manifest import Manifest, sha256_file
 from edgemm.runtimes.reference import ReferenceSet
 
-from .bundle import BundleStage, describe
-from .registry import FORMATS, one_line, record_failure, unavailable
-from .verify import verify_artifact
+from .bundle import BundleStage
+from .registry import FORMATS, add_verified, one_line, record_failure, unavailable
 
 OPT_BATCH = 8
 SOURCES = {"fp16": "model.onnx", "int8": "model.int8.onnx"}  # engine precision → the ONNX it is built from
@@ -110,9 +109,7 @@ def build_engines(stage: BundleStage, bundle: Path, reference: ReferenceSet, log
         except Exception as exc:  # a failed build must not lose the rest of the bundle
             record_failure(stage, fmt.name, precision, "build", one_line(exc), log)
             continue
-        artifact = describe(stage.path, file, fmt.name, precision, tensorrt=target, export_seconds=round(time.perf_counter() - started, 2))
-        stage.add(artifact)
-        artifact.verification = verify_artifact(stage.path, file, precision, reference, backend="tensorrt")
+        artifact = add_verified(stage, fmt, file, precision, reference, tensorrt=target, export_seconds=round(time.perf_counter() - started, 2))
         log(f"tensorrt {precision}: {'verified' if artifact.verified else 'FAILED verification'}")
         built += 1
     return built

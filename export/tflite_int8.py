@@ -6,13 +6,19 @@ from pathlib import Path
 
 import torch
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.reference import ReferenceSet
 
+from .onnx_int8 import Int8Options
 from .source import ExportSource
 from .tflite_format import NamedOutputs, quiet_converter
 
 
-def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, per_channel: bool = True) -> None:
-    """Calibrate PT2E observers on the calibration rows and convert to a full-integer `.tflite`."""
+def pt2e_quantize(
+    fp32: Path, out: Path, calibration: CalibrationSet, held_out: ReferenceSet, options: Int8Options, source: ExportSource
+) -> dict:
+    """Calibrate PT2E observers on the calibration rows and convert the torch graph of `source` (the fp32 `.tflite`
+    is not re-read) to a full-integer `.tflite`; returns how, for the manifest."""
+    per_channel = options.per_channel
     example = source.example(1)
     with quiet_converter():
         import litert_torch
@@ -30,3 +36,5 @@ def pt2e_quantize(source: ExportSource, calibration: CalibrationSet, out: Path, 
         edge = litert_torch.convert(converted, sample_kwargs=example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         out.parent.mkdir(parents=True, exist_ok=True)
         edge.export(str(out))
+    return {"tool": "litert_torch PT2E", "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
+            "activations": "int8", "io": "int8 (the runtime quantizes inputs and dequantizes outputs)"}  # fmt: skip
