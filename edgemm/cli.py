@@ -95,15 +95,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
         manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
         return _report(manifest, f"bundle written to {args.output}")
     from edgemm.exporting import export_model
-    from edgemm.user_model import load_factory, load_spec, load_weights, read_spec
+    from edgemm.runtimes.contract import ModelContract
+    from edgemm.user_model import load_factory, load_weights, read_spec
 
     if not args.spec or not args.data:
         raise UsageError("--model needs --spec (the model's contract) and --data (held-out samples to verify on)")
-    contract = load_spec(args.spec)  # a bad spec fails before the model is even built
+    spec = read_spec(args.spec)
+    contract = ModelContract.from_spec(spec, args.spec)  # a bad spec fails before the model is even built
     model = load_factory(args.model)
     if args.weights:
         load_weights(model, args.weights)
-    name = read_spec(args.spec).get("name") or Path(args.model.rpartition(":")[0]).stem
+    name = spec.get("name") or Path(args.model.rpartition(":")[0]).stem
     calib = (args.calib or args.data) if args.int8 else None
     manifest = export_model(model, contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options, name=name)
     return _report(manifest, f"bundle written to {args.output}")

@@ -19,6 +19,7 @@ from edgemm.export.registry import (
 )
 from edgemm.export.source import ExportSource
 from edgemm.export.verify import confirm_on_this_machine, verify_artifact
+from edgemm.models import count_parameters
 from edgemm.quantizing import quantize_bundle
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.manifest import Manifest, sha256_file
@@ -102,7 +103,7 @@ def export_model(
     `int8_calib` when given. Returns the manifest."""
     rows = parse_formats(formats)
     contract = check_model(model, contract)
-    info = {"name": name, "arch": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()), "source": "user"}
+    info = {"name": name, "arch": type(model).__name__, "parameters": count_parameters(model), "source": "user"}
     source = ExportSource(model.eval(), contract, info)
     reference = reference_set(source, data=data, samples=samples)
     log(f"reference: {len(reference) // len(contract.patterns)} samples of {data} in {len(contract.patterns)} modality patterns")

@@ -24,14 +24,13 @@ from edgemm.export.registry import (
     FORMATS,
     ExportFormat,
     add_verified,
-    one_line,
     record_failure,
 )
 from edgemm.export.source import ExportSource
 from edgemm.export.verify import confirm_on_this_machine
 from edgemm.qat import QATConfig, qat_finetune
 from edgemm.runtimes.backends import BACKENDS, module_available
-from edgemm.runtimes.errors import BackendUnavailableError, BundleError
+from edgemm.runtimes.errors import BackendUnavailableError, BundleError, one_line
 from edgemm.runtimes.manifest import Manifest
 from edgemm.runtimes.reference import ReferenceSet
 from edgemm.sources import (
@@ -63,9 +62,9 @@ def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet)
     return ReferenceSet.build(run, fallback.image, fallback.audio, fallback.labels, name=f"model.onnx on {fallback.report.source}", rows=rows, fill=fill)
 
 
-def _qat_onnx(checkpoint: Path, manifest: Manifest, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
-    """Fine-tune the bundle's own checkpoint with fake quantization and export the adapted weights."""
-    check_source(checkpoint, manifest)
+def _qat_onnx(checkpoint: Path, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
+    """Fine-tune the bundle's own checkpoint (checked against the manifest by the caller) with fake quantization
+    and export the adapted weights."""
     log(f"QAT fallback: {config.epochs} fake-quant epochs from {checkpoint}")
     tuned = qat_finetune(load_checkpoint(checkpoint), calibration, config, progress=False)
     export_onnx(source_from_checkpoint(tuned), out)
@@ -115,7 +114,7 @@ def _converters_int8(
             record_failure(stage, fmt.name, "int8", "quantize", reason, log, skipped=True)
             continue
         fp32 = stage.path / fmt.files["fp32"]
-        _converter_int8(stage, fmt, lambda out, f=fmt: f.quantize(fp32, out, calibration, held_out, options, source), calibration, held_out, options, log)
+        _converter_int8(stage, fmt, lambda out: fmt.quantize(fp32, out, calibration, held_out, options, source), calibration, held_out, options, log)
 
 
 def quantize_bundle(
@@ -150,7 +149,7 @@ def quantize_bundle(
             qat = replace(qat, per_channel=options.per_channel, reduce_range=guard.config.reduce_range)
             same_config = replace(options, config=guard.config.name)  # the weights adapt to this configuration: keep it
             with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:
-                qat_record = _qat_onnx(Path(checkpoint), manifest, calibration, Path(tmp) / "qat.onnx", qat, log)
+                qat_record = _qat_onnx(Path(checkpoint), calibration, Path(tmp) / "qat.onnx", qat, log)
                 guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, same_config, log)
         elif not guard.within_budget:
             log("PTQ cannot meet the budget; give --checkpoint (the bundle's fp32 checkpoint) for the QAT fallback")

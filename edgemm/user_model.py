@@ -20,6 +20,7 @@ from torch import nn
 
 from edgemm.export.source import ExportSource, ModelSpecError, outputs_in_order
 from edgemm.runtimes.contract import ContractError, ModelContract
+from edgemm.runtimes.errors import one_line
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 "save model.state_dict() with torch.save or safetensors instead"
             ) from exc
         except (RuntimeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ModelSpecError(f"{path}: not a torch state_dict file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+            raise ModelSpecError(f"{path}: not a torch state_dict file ({one_line(exc)})") from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]  # the common {"state_dict": ..., "epoch": ...} training checkpoint
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -124,8 +125,7 @@ def check_model(model: nn.Module, contract: ModelContract) -> ModelContract:
         with torch.no_grad():
             raw = model.eval()(*ExportSource(model, contract).example(2).values())
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ModelSpecError(f"the model cannot take the spec's inputs ({described}): {type(exc).__name__}: {first}") from exc
+        raise ModelSpecError(f"the model cannot take the spec's inputs ({described}): {one_line(exc)}") from exc
     outputs = dict(zip(contract.output_names, outputs_in_order(raw, contract.output_names)))
     for name, tensor in outputs.items():
         if tensor.ndim != 2 or tensor.shape[0] != 2:

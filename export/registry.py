@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
-from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
+from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError, one_line
 from edgemm.runtimes.manifest import Artifact
 from edgemm.runtimes.reference import ReferenceSet
 
@@ -115,12 +115,6 @@ def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, erro
     `skipped`: not attempted because this machine lacks what it needs (a package, a GPU, the checkpoint)."""
     stage.manifest.failures.append({"format": fmt, "precision": precision, "stage": step, "error": error, "skipped": skipped, **details})
     log(f"{fmt} {precision}: {'skipped' if skipped else step + ' failed'}: {error}")
-
-
-def one_line(exc: BaseException) -> str:
-    """`Type: first line of the message` for a manifest entry."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def unavailable(fmt: ExportFormat, what: str) -> str | None:

@@ -19,12 +19,13 @@ from edgemm.runtimes.errors import (
     BundleError,
     ChecksumError,
     DeviceUnavailableError,
+    one_line,
 )
 from edgemm.runtimes.manifest import Manifest, sha256_file
 from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage
-from .registry import FORMATS, add_verified, one_line, record_failure, unavailable
+from .registry import FORMATS, add_verified, record_failure, unavailable
 
 OPT_BATCH = 8
 SOURCES = {"fp16": "model.onnx", "int8": "model.int8.onnx"}  # engine precision → the ONNX it is built from

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgemm.runtimes.backends import format_backend
 from edgemm.runtimes.backends.tensorrt_backend import EngineMismatchError
-from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError
+from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError, one_line
 from edgemm.runtimes.machine import backend_version, this_machine, tool_versions
 from edgemm.runtimes.model import load_bundle
 from edgemm.runtimes.reference import ReferenceSet
@@ -38,7 +38,7 @@ def verify_artifact(
         model = load_bundle(bundle, backend=backend, artifact=file)
         logits = run_model(model.infer, reference)
     except Exception as exc:  # a backend failing on the artifact is a failed verification, never a lost bundle
-        reason = str(exc) if isinstance(exc, EdgemmError) else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        reason = str(exc) if isinstance(exc, EdgemmError) else one_line(exc)
         return {"passed": False, "error": reason, "reason": reason, **provenance}
     result = compare(logits, reference, precision)
     result["backend"] = model.backend.name

@@ -207,7 +207,7 @@ class ModelContract:
             if "sample_rate" not in block:
                 raise ContractError(f"{source}: the audio spec needs sample_rate (Hz): the rate the model was trained at")
             kwargs.update(audio=AudioSpec.from_dict(block), audio_input=block.get("input", "audio"))
-        _only(_block(outputs, "outputs", set(), source, check=False), {"logits", "embedding", "embedding_dim"}, f"{source}: outputs")
+        _block(outputs, "outputs", {"logits", "embedding", "embedding_dim"}, source)
         missing = spec.get("missing", "presence-mask")
         try:
             return cls(
@@ -216,9 +216,7 @@ class ModelContract:
                 embedding_dim=outputs.get("embedding_dim"), labels=tuple(str(x) for x in spec.get("labels") or ()),
                 dynamic_batch=spec.get("batch", "dynamic") == "dynamic", extra=dict(spec.get("extra") or {}),
             )  # fmt: skip
-        except ContractError as exc:
-            raise ContractError(f"{source}: {exc}") from exc
-        except (TypeError, ValueError) as exc:
+        except (ContractError, TypeError, ValueError) as exc:
             raise ContractError(f"{source}: {exc}") from exc
 
     @classmethod
@@ -234,11 +232,10 @@ class ModelContract:
         )  # fmt: skip
 
 
-def _block(value: Any, name: str, known: set[str], source: str, check: bool = True) -> dict[str, Any]:
+def _block(value: Any, name: str, known: set[str], source: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ContractError(f"{source}: {name} must be a mapping, got {type(value).__name__}")
-    if check:
-        _only(value, known, f"{source}: {name}")
+    _only(value, known, f"{source}: {name}")
     return value
 
 

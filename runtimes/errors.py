@@ -6,6 +6,12 @@ class EdgemmError(Exception):
     """Base of every error edgemm reports to a user (the CLI prints it as one line)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for a manifest entry or a wrapped error."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 class BundleError(EdgemmError):
     """A bundle folder or its manifest is missing, unreadable or inconsistent."""
 

@@ -48,14 +48,15 @@ class OpenVinoBackend(Backend):
         self._core = ov.Core()
         try:
             self._model = self._core.read_model(str(self.path))
-            if self._on_arm() and any(op.get_type_name() == "FakeQuantize" for op in self._model.get_ops()):
+            ops = self._model.get_ops()
+            if self._on_arm() and any(op.get_type_name() == "FakeQuantize" for op in ops):
                 self._config["LP_TRANSFORMS_MODE"] = "NO"  # see the module docstring
             compiled = self._compile(self._model)
         except RuntimeError as exc:
             raise ModelFileError(f"{self.path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from exc
         self._dynamic = compiled.create_infer_request()
         self._static: dict[int, object] = {}
-        self._static_shapes = not any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in self._model.get_ops())
+        self._static_shapes = not any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
         self._inputs = tuple(i.get_any_name() for i in compiled.inputs)
         self._outputs = tuple(o.get_any_name() for o in compiled.outputs)
 
