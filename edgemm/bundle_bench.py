@@ -107,7 +107,7 @@ def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress
         if s.infer is None:
             rows.append(BenchRow(s))
             continue
-        accuracy = accuracy_by_mode(run_model(s.infer, data).argmax(1), data)
+        accuracy = accuracy_by_mode(run_model(s.infer, data), data)
         rows.append(BenchRow(s, accuracy, *timings(s.infer, data, runs)))
     return rows
 

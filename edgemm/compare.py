@@ -7,7 +7,12 @@ from typing import NamedTuple
 from edgemm.evaluate import median_latency_ms
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.reference import Infer, ReferenceSet
-from edgemm.runtimes.verification import accuracy_by_mode, mean_by_mode, run_model
+from edgemm.runtimes.verification import (
+    accuracy_by_mode,
+    answers,
+    mean_by_mode,
+    run_model,
+)
 from edgemm.tables import format_table
 
 
@@ -34,18 +39,17 @@ def compare(entries: list[Entry], reference: ReferenceSet, agree_with: str | Non
 
     Latencies are measured side by side in one run, interleaved per entry after warm-up.
     """
-    logits = {e.name: run_model(e.infer, reference) for e in entries}
-    base = logits.get(agree_with) if agree_with else None
+    outputs = {e.name: run_model(e.infer, reference) for e in entries}
+    base = answers(outputs[agree_with], reference) if agree_with else None
     one = (reference.image[:1], reference.audio[:1], reference.present[:1])
     rows = []
     for e in entries:
-        top1 = logits[e.name].argmax(1)
         agreement = None
         if base is not None:
-            same = top1 == base.argmax(1)
+            same = answers(outputs[e.name], reference) == base
             agreement = {"all": float(same.mean()), **mean_by_mode(same, reference.present)}
         latency = median_latency_ms(lambda: e.infer(*one), warmup=20, runs=runs)
-        rows.append(Row(e, accuracy_by_mode(top1, reference), agreement, latency))
+        rows.append(Row(e, accuracy_by_mode(outputs[e.name], reference), agreement, latency))
     return rows
 
 

@@ -30,7 +30,7 @@ FAMILIES = {
     AVX2: "x86 without VNNI (AVX2, AVX-512 before VNNI): u8 x s8 pair sums saturate at 16 bits",
 }
 
-Run = Callable[[Path, ReferenceSet, ModelContract], np.ndarray]  # (INT8 ONNX, held-out rows, its contract) → logits
+Run = Callable[[Path, ReferenceSet, ModelContract], np.ndarray]  # (INT8 ONNX, held-out rows, its contract) → judged outputs
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ def _native(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarr
     return run_model(contract.runner(BACKENDS["onnxruntime"].open(path).run), rows)
 
 
-def unfused_logits(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
-    """An INT8 ONNX's logits with its Q/DQ nodes run one by one: integer arithmetic without any kernel's saturation."""
+def unfused_outputs(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
+    """An INT8 ONNX's outputs (those `rows` are judged on) with its Q/DQ nodes run one by one: integer arithmetic without any kernel's saturation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -60,14 +60,14 @@ def unfused_logits(path: Path, rows: ReferenceSet, contract: ModelContract) -> n
 
 def _emulated_avx2(path: Path, rows: ReferenceSet, contract: ModelContract) -> np.ndarray:
     raw = run_emulated(path, contract.feeds(rows.image, rows.audio, rows.present), AVX2_ONLY_CPU)
-    return contract.outputs(raw)["logits"]
+    return contract.outputs(raw)[rows.output]
 
 
 def measurements(machine: MachineInfo) -> dict[str, Measurement | None]:
     """For each kernel family, how this machine measures it (None: it cannot)."""
     here = f"this CPU ({machine.cpu}, {machine.int8_kernels})"
     if machine.int8_saturates:
-        return {AVX2: Measurement(AVX2, here, _native), EXACT: Measurement(EXACT, "Q/DQ graph run unfused (integer math without saturation)", unfused_logits)}
+        return {AVX2: Measurement(AVX2, here, _native), EXACT: Measurement(EXACT, "Q/DQ graph run unfused (integer math without saturation)", unfused_outputs)}
     emulated = None
     if machine.arch in ("x86_64", "amd64") and qemu_binary() is not None:
         emulated = Measurement(AVX2, f"qemu-x86_64-static -cpu {AVX2_ONLY_CPU} (emulated AVX2-only x86)", _emulated_avx2)

@@ -19,7 +19,7 @@ from edgemm.calibration import CalibrationSet
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.reference import ReferenceSet
-from edgemm.runtimes.verification import TOLERANCES
+from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, tolerance
 
 from .onnx_int8 import Int8Options
 
@@ -33,33 +33,36 @@ class NoInt8Error(EdgemmError):
 
 def validation_items(held_out: ReferenceSet, contract: ModelContract) -> list[dict[str, np.ndarray]]:
     """One item per sample holding its rows in every modality pattern (inputs named as the model takes them),
-    labels and fp32 logits, so any subset NNCF evaluates covers every pattern and carries its own fp32 baseline."""
+    presence rows, labels and fp32 outputs, so any subset NNCF evaluates covers every pattern and carries its own
+    fp32 baseline."""
     k = len(held_out.pattern_rows)
     n = len(held_out) // k
     items = []
     for i in range(n):
         rows = np.arange(i, len(held_out), n)[:k]
         feeds = contract.feeds(held_out.image[rows], held_out.audio[rows], held_out.present[rows])
-        items.append({**feeds, "labels": held_out.labels[rows], "logits": held_out.logits[rows]})
+        items.append({**feeds, "present": held_out.present[rows], "labels": held_out.labels[rows], "expected": held_out.outputs[rows]})
     return items
 
 
-def budget_metric(budget: float, contract: ModelContract, agreement: float = TOLERANCES["int8"]["agreement"]):
-    """NNCF's validation function for edgemm's INT8 budget, as one number: 1 − shortfall · budget, where
-    shortfall = max(worst-pattern accuracy drop / budget, fused disagreement with fp32 / (1 − agreement)).
-    The fp32 model scores 1; an INT8 model is within both budgets exactly when NNCF's absolute drop ≤ budget
-    (offset by 1 because NNCF divides by the fp32 metric even for absolute drops)."""
-    patterns = len(contract.patterns)
+def budget_metric(budget: float, contract: ModelContract, output: str):
+    """NNCF's validation function for edgemm's INT8 budget on the judged `output` (logits or embedding), as one
+    number: 1 − shortfall · budget, where shortfall = max(worst-pattern accuracy drop / budget, first-pattern
+    disagreement with fp32 / (1 − agreement needed)). The fp32 model scores 1; an INT8 model is within both
+    budgets exactly when NNCF's absolute drop ≤ budget (offset by 1 because NNCF divides by the fp32 metric even
+    for absolute drops)."""
+    name = contract.logits_output if output == "logits" else contract.embedding_output
+    agreement, first = tolerance(output, "int8")["agreement"], next(iter(contract.patterns))
 
     def metric(compiled, items) -> float:
         items = list(items)
-        batch = {name: np.concatenate([it[name] for it in items]) for name in contract.input_names}
-        top1 = compiled(batch)[compiled.output(contract.logits_output)].argmax(1)
-        labels = np.concatenate([it["labels"] for it in items])
-        reference = np.concatenate([it["logits"] for it in items]).argmax(1)
-        rows = np.arange(len(labels)) % patterns  # each item: its sample in every pattern, the first with all inputs
-        drop = max((reference[rows == k] == labels[rows == k]).mean() - (top1[rows == k] == labels[rows == k]).mean() for k in range(patterns))
-        disagreement = (top1[rows == 0] != reference[rows == 0]).mean()
+        joined = {key: np.concatenate([it[key] for it in items]) for key in items[0]}
+        got, expected = compiled({n: joined[n] for n in contract.input_names})[compiled.output(name)], joined["expected"]
+        empty = np.empty((len(expected), 0), np.float32)
+        rows = ReferenceSet(empty, empty, joined["present"], joined["labels"], *((expected, None) if output == "logits" else (None, expected)))
+        fp32, int8 = accuracy_by_mode(expected, rows), accuracy_by_mode(got, rows)
+        drop = max(fp32[m] - int8[m] for m in fp32)
+        disagreement = 1 - agreement_by_mode(got, rows)[first]
         return 1.0 - budget * max(drop / budget, disagreement / (1 - agreement), 0.0)
 
     return metric
@@ -87,7 +90,7 @@ def nncf_quantize(
     with nncf_log() as messages:
         if labelled:
             quantized = nncf.quantize_with_accuracy_control(
-                model, nncf.Dataset(feeds), nncf.Dataset(validation_items(held_out, calibration.contract)), budget_metric(options.max_drop / 100, calibration.contract), max_drop=options.max_drop / 100,
+                model, nncf.Dataset(feeds), nncf.Dataset(validation_items(held_out, calibration.contract)), budget_metric(options.max_drop / 100, calibration.contract, held_out.output), max_drop=options.max_drop / 100,
                 advanced_quantization_parameters=advanced, **common,
             )  # fmt: skip
         else:

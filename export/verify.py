@@ -36,11 +36,11 @@ def verify_artifact(
     provenance = {"machine": this_machine().to_dict(), "tools": tool_versions()}
     try:
         model = load_bundle(bundle, backend=backend, artifact=file)
-        logits = run_model(model.infer, reference)
+        outputs = run_model(model.infer, reference)
     except Exception as exc:  # a backend failing on the artifact is a failed verification, never a lost bundle
         reason = str(exc) if isinstance(exc, EdgemmError) else one_line(exc)
         return {"passed": False, "error": reason, "reason": reason, **provenance}
-    result = compare(logits, reference, precision)
+    result = compare(outputs, reference, precision)
     result["backend"] = model.backend.name
     result["backend_version"] = backend_version(model.backend.name)
     return {**result, **provenance}
@@ -63,17 +63,17 @@ def confirm_on_this_machine(stage: "BundleStage", log: Callable[[str], None] = p
         try:
             model = load_bundle(stage.path, backend=backend, artifact=art.file)
             started = time.perf_counter()
-            logits = run_model(model.infer, reference, batch=CHECK_BATCH)
+            outputs = run_model(model.infer, reference, batch=CHECK_BATCH)
         except (BackendUnavailableError, EngineMismatchError):  # e.g. a TensorRT engine on a machine without its GPU
             continue
         except EdgemmError as exc:
             check = failed_check(art, digest, backend, None, f"cannot run here: {exc}", "export")
         else:
-            measured = {k: v for k, v in compare(logits, reference, art.precision).items() if k in MEASURED}
+            measured = {k: v for k, v in compare(outputs, reference, art.precision).items() if k in MEASURED}
             if art.precision == "int8":
-                measured["outputs"] = save_verified_outputs(stage.path, art, logits)
+                measured["outputs"] = save_verified_outputs(stage.path, art, outputs)
             art.verification["reference_check"] = measured
-            check = judge(logits, art, reference, digest, backend, None, "export", time.perf_counter() - started, verified_baseline(stage.path, art))
+            check = judge(outputs, art, reference, digest, backend, None, "export", time.perf_counter() - started, verified_baseline(stage.path, art))
         checks.append(check)
         if not check.passed:
             art.verification["passed"] = False

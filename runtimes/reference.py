@@ -48,20 +48,30 @@ def on_grid(x: np.ndarray) -> np.ndarray:
 @dataclass
 class ReferenceSet:
     """Preprocessed held-out samples in every modality pattern the model's contract allows (canonical tensors,
-    the absent modality filled), with a reference model's outputs on them; `embedding` is None for a model
-    without one."""
+    the absent modality filled), with a reference model's outputs on them; `logits` or `embedding` is None for
+    a model without that output (an embedding model is judged on its embedding)."""
 
     image: np.ndarray
     audio: np.ndarray
     present: np.ndarray
     labels: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     embedding: np.ndarray | None
     name: str = "torch"  # what produced the reference outputs
     fill: float = 0.0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def output(self) -> str:
+        """The output artifacts are judged on: `logits` when the model gives class scores, else `embedding`."""
+        return "logits" if self.logits is not None else "embedding"
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """The reference outputs artifacts are judged against (see `output`)."""
+        return self.logits if self.logits is not None else self.embedding
 
     @property
     def labelled(self) -> bool:
@@ -89,8 +99,7 @@ class ReferenceSet:
         """Repeat the samples in every pattern of `rows`; `infer` gives the reference outputs."""
         image, audio, present = cls.patterns(image, audio, rows, fill)
         outs = [infer(image[s : s + batch], audio[s : s + batch], present[s : s + batch]) for s in range(0, len(present), batch)]
-        logits = np.concatenate([o["logits"] for o in outs])
-        embedding = np.concatenate([o["embedding"] for o in outs]) if "embedding" in outs[0] else None
+        logits, embedding = (np.concatenate([o[k] for o in outs]) if k in outs[0] else None for k in ("logits", "embedding"))
         return cls(image, audio, present, np.tile(labels, len(rows)), logits, embedding, name, fill)
 
     def save(self, path: Path) -> None:
@@ -103,8 +112,8 @@ class ReferenceSet:
                       "audio_codes": audio[0], "audio_offset": audio[1], "audio_step": audio[2]}  # fmt: skip
         else:
             inputs = {"image": self.image[:n], "audio": self.audio[:n]}
-        extra = {"embedding": self.embedding} if self.embedding is not None else {}
-        np.savez_compressed(path, **inputs, **extra, labels=self.labels[:n], logits=self.logits, name=self.name, patterns=self.pattern_rows, fill=self.fill)
+        outputs = {k: v for k, v in (("logits", self.logits), ("embedding", self.embedding)) if v is not None}
+        np.savez_compressed(path, **inputs, **outputs, labels=self.labels[:n], name=self.name, patterns=self.pattern_rows, fill=self.fill)
 
     @classmethod
     def load(cls, path: Path) -> "ReferenceSet":
@@ -119,8 +128,10 @@ class ReferenceSet:
                 rows = data["patterns"] if "patterns" in data else ALL_PATTERNS  # edgemm 0.1 files: the three patterns
                 fill = float(data["fill"]) if "fill" in data else 0.0
                 image, audio, present = cls.patterns(image, audio, rows, fill)
-                embedding = data["embedding"] if "embedding" in data else None
-                return cls(image, audio, present, np.tile(data["labels"], len(rows)), data["logits"], embedding, str(data["name"]), fill)
+                logits, embedding = (data[k] if k in data else None for k in ("logits", "embedding"))
+                if logits is None and embedding is None:
+                    raise KeyError("logits or embedding")
+                return cls(image, audio, present, np.tile(data["labels"], len(rows)), logits, embedding, str(data["name"]), fill)
         except (OSError, KeyError, ValueError, EOFError) as exc:
             raise BundleError(f"{path}: unreadable reference samples ({type(exc).__name__}: {exc})") from exc
 

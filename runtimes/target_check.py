@@ -28,10 +28,10 @@ from .reference import Infer, ReferenceSet
 from .verification import DEFAULT_MAX_DROP, compare, run_model
 
 CHECKS_DIR = "checks"
-OUTPUTS_DIR = "reference_outputs"  # each INT8 artifact's logits on the reference rows where it was verified
+OUTPUTS_DIR = "reference_outputs"  # each INT8 artifact's outputs (logits or embedding) on the reference rows where it was verified
 RECORD_SCHEMA = 1
 CHECK_BATCH = 1  # checks run batch by batch as a live device does (the numerics were the same at 64 where measured)
-MEASURED = ("max_abs_diff", "top1_agreement", "top1_agreement_by_mode", "accuracy", "reference_accuracy", "drop_points", "agreement_with_verified")
+MEASURED = ("max_abs_diff", "min_cosine", "mean_cosine", "top1_agreement", "top1_agreement_by_mode", "accuracy", "reference_accuracy", "drop_points", "agreement_with_verified")
 log = logging.getLogger("edgemm")
 
 
@@ -92,7 +92,8 @@ def reference_of(bundle: Path, manifest: Manifest) -> ReferenceSet:
     """The bundle's reference samples (with their reference outputs)."""
     file = manifest.model["reference"]["file"]
     reference = ReferenceSet.load(bundle / file)
-    reference.name = f"{file} ({len(reference) // 3} samples x 3 patterns)"
+    patterns = len(reference.pattern_rows)
+    reference.name = f"{file} ({len(reference) // patterns} samples x {patterns} patterns)"
     return reference
 
 
@@ -104,7 +105,7 @@ def max_drop_of(artifact: Artifact) -> float | None:
 
 
 def verified_baseline(bundle: Path, artifact: Artifact) -> dict[str, Any] | None:
-    """What an INT8 artifact measured on the reference rows where it was verified, with its logits when the bundle
+    """What an INT8 artifact measured on the reference rows where it was verified, with its outputs when the bundle
     keeps them (None for float artifacts: they are judged against the reference outputs directly)."""
     baseline = artifact.verification.get("reference_check") if artifact.precision == "int8" else None
     if not baseline or "outputs" not in baseline:
@@ -112,17 +113,17 @@ def verified_baseline(bundle: Path, artifact: Artifact) -> dict[str, Any] | None
     path = bundle / baseline["outputs"]["file"]
     if not path.is_file() or sha256_file(path) != baseline["outputs"]["sha256"]:
         raise ChecksumError(f"{path}: {artifact.file}'s verified answers are missing or do not match the manifest")
-    return {**baseline, "logits": np.load(path)}
+    return {**baseline, "verified_outputs": np.load(path)}
 
 
-def save_verified_outputs(bundle: Path, artifact: Artifact, logits: np.ndarray) -> dict[str, str]:
-    """Keep an artifact's logits on the reference rows in the bundle (temp file, then rename); returns the
+def save_verified_outputs(bundle: Path, artifact: Artifact, outputs: np.ndarray) -> dict[str, str]:
+    """Keep an artifact's outputs (what it is judged on) on the reference rows in the bundle (temp file, then rename); returns the
     manifest's pointer to them."""
     file = f"{OUTPUTS_DIR}/{artifact.file.replace('/', '__')}.npy"
     (bundle / OUTPUTS_DIR).mkdir(exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=bundle / OUTPUTS_DIR, suffix=".npy")
     with os.fdopen(fd, "wb") as fh:
-        np.save(fh, logits.astype(np.float32))
+        np.save(fh, outputs.astype(np.float32))
     os.replace(tmp, bundle / file)
     return {"file": file, "sha256": sha256_file(bundle / file)}
 
@@ -132,12 +133,12 @@ def _now() -> str:
 
 
 def judge(
-    logits: np.ndarray, artifact: Artifact, reference: ReferenceSet, reference_sha256: str, backend: str, device: str | None,
+    outputs: np.ndarray, artifact: Artifact, reference: ReferenceSet, reference_sha256: str, backend: str, device: str | None,
     checked_by: str, seconds: float, baseline: dict[str, Any] | None = None,
 ) -> TargetCheck:
     """An artifact's outputs on the reference rows, judged by its precision's rules (INT8: its accuracy budget,
     against `baseline`, its own measurement where it was verified, when the bundle records one)."""
-    result = compare(logits, reference, artifact.precision, max_drop_of(artifact), baseline)
+    result = compare(outputs, reference, artifact.precision, max_drop_of(artifact), baseline)
     baseline_sha = (baseline or {}).get("outputs", {}).get("sha256", "")
     return TargetCheck(
         artifact.file, artifact.sha256, reference_sha256, baseline_sha, backend, backend_version(backend), device or "default",
@@ -160,11 +161,11 @@ def run_check(
     baseline = verified_baseline(bundle, artifact)
     started = time.perf_counter()
     try:
-        logits = run_model(infer, reference, batch=CHECK_BATCH)
+        outputs = run_model(infer, reference, batch=CHECK_BATCH)
     except Exception as exc:  # noqa: BLE001 - any backend's own exception: the artifact does not run here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return failed_check(artifact, reference_sha256, backend, device, f"cannot run here: {reason}", checked_by)
-    return judge(logits, artifact, reference, reference_sha256, backend, device, checked_by, time.perf_counter() - started, baseline)
+    return judge(outputs, artifact, reference, reference_sha256, backend, device, checked_by, time.perf_counter() - started, baseline)
 
 
 class CheckStore:

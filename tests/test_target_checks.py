@@ -240,7 +240,7 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
         pytest.skip("qemu-x86_64-static is not installed (make test installs qemu-user-static where it runs as root with apt)")
     if this_machine().arch != "x86_64":
         pytest.skip("qemu-x86_64 emulates an x86 CPU for x86 Python only")
-    from edgemm.export.int8_kernels import unfused_logits
+    from edgemm.export.int8_kernels import unfused_outputs
     from edgemm.export.onnx_int8 import CONFIGS, Int8Options, Int8Quantizer
     from edgemm.runtimes.target_check import (
         MEASURED,
@@ -266,7 +266,7 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
     quantizer = Int8Quantizer(shipped_bundle / "model.onnx", calibration_set("av-digits", manifest.contract, 300, manifest.model.get("data")), Int8Options(), tmp_path)
     quantizer.quantize(with_8bit, [], CONFIGS["s8s8-w8"])
     reference = reference_of(shipped_bundle, manifest)
-    exact = unfused_logits(with_8bit, reference, manifest.contract)  # what VNNI/AMX/ARM kernels answer
+    exact = unfused_outputs(with_8bit, reference, manifest.contract)  # what VNNI/AMX/ARM kernels answer
     shutil.copy(with_8bit, shipped_bundle / "model.int8.onnx")
     art = manifest.artifact("model.int8.onnx")
     art.sha256, art.bytes = sha256_file(with_8bit), with_8bit.stat().st_size
