@@ -37,6 +37,8 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mic-rate", type=int, help="microphone sample rate (default: the device's; audio is resampled to the model's)")
     p.add_argument("--mic-block", type=int, default=320, help="microphone block size in samples")
     p.add_argument("--truth", help="ground-truth JSON of a recorded stream: score the answers (and compare with its offline samples)")
+    p.add_argument("--enroll", metavar="FOLDER", help="answer with the label of the nearest enrolled example in FOLDER/<label>/ "
+                   "(image and/or audio files sharing a name): for a model with an embedding output")  # fmt: skip
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
     p.add_argument("--threads", type=int, default=2)
@@ -81,6 +83,9 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
+    if args.enroll:
+        gallery = model.enroll(args.enroll, warn=say)
+        say(f"live: enrolled {len(gallery.vectors)} examples of {len(gallery.labels)} labels ({', '.join(gallery.labels)}) from {args.enroll}")
     timeline = VirtualTimeline() if args.fast else Timeline()
     microphone = None
     if mic != "none":

@@ -53,7 +53,8 @@ def display_available() -> bool:
 
 
 class WindowSink:
-    """The frame with the label, class probabilities and an audio level meter; `q` or Esc stops the run."""
+    """The frame with the label, its scores (class probabilities or similarities to enrolled examples) and an audio
+    level meter; `q` or Esc stops the run."""
 
     def __init__(self, labels: list[str], on_quit: Callable[[], None], title: str = "edgemm live") -> None:
         import cv2
@@ -72,11 +73,12 @@ class WindowSink:
         if event.image is not None:
             self._last = event.image
         p = event.prediction
-        cv2.putText(canvas, f"{p.label}  {p.probabilities[p.index]:.2f}  [{'+'.join(p.modalities)}]", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 0), 2)
+        answer = "no label: enroll examples (--enroll)" if p.label is None else f"{p.label}  {p.confidence:.2f}"
+        cv2.putText(canvas, f"{answer}  [{'+'.join(p.modalities)}]", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 0), 2)
         cv2.putText(canvas, f"{event.latency_ms:.1f} ms", (10, 58), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
-        for i, (name, prob) in enumerate(zip(self.labels, p.probabilities)):
+        for i, (name, score) in enumerate(zip(self.labels, p.scores if p.scores is not None else [])):
             y = 80 + i * 22
-            cv2.rectangle(canvas, (40, y), (40 + int(200 * prob), y + 16), (0, 200, 255), -1)
+            cv2.rectangle(canvas, (40, y), (40 + int(200 * max(0.0, float(score))), y + 16), (0, 200, 255), -1)
             cv2.putText(canvas, name, (10, y + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         level = 0.0 if event.audio_level_db is None else min(1.0, max(0.0, (event.audio_level_db + 60) / 60))
         cv2.rectangle(canvas, (455, 340), (470, 340 - int(300 * level)), (0, 0, 255) if level > 0.9 else (0, 255, 0), -1)

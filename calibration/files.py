@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import InputError, MediaReadError
-from edgemm.runtimes.media import read_audio, read_image, read_video_frames
+from edgemm.runtimes.media import (
+    examples_in,
+    read_audio,
+    read_image,
+    read_video_frames,
+)
 from edgemm.runtimes.preprocess import preprocess_audio, preprocess_image, to_mono_float
 
 from .sets import (
@@ -19,10 +24,6 @@ from .sets import (
     finish,
     stratified_order,
 )
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
 
 
 def _read_pairs(
@@ -63,13 +64,7 @@ def from_folder(
     if not folder.is_dir():
         raise CalibrationError(f"{folder}: not a folder")
     report = CalibrationReport(str(folder))
-    groups: dict[tuple[Path, str], dict[str, Path]] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "audio" if path.suffix.lower() in AUDIO_SUFFIXES else None
-        if kind is None:
-            report.skipped["not an image or audio file"] += 1
-            continue
-        groups.setdefault((path.parent, path.stem), {})[kind] = path
+    groups, report.skipped = examples_in(folder)
     pairs = []
     for (parent, _), files in groups.items():
         if len(files) < 2:

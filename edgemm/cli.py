@@ -182,6 +182,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+CLOSENESS = "max|Δ| / cos min,mean"  # logits: max |Δ|; an embedding: cosine to the reference, worst row and mean
+
+
+def _closeness(measured: dict) -> str:
+    """How close an artifact's outputs came to the reference: max |Δ logits|, or an embedding's cosine (worst, mean)."""
+    if "min_cosine" in measured:
+        return f"cos {measured['min_cosine']:.4f}, {measured['mean_cosine']:.4f}"
+    return f"{measured['max_abs_diff']:.1e}" if "max_abs_diff" in measured else "-"
+
+
 def _verify_here(args: argparse.Namespace) -> list[str]:
     """`edgemm verify BUNDLE` without a checkpoint: torch-free, on this machine, against the bundle's reference samples.
     Returns what failed (here or at export); nothing checkable here is an error."""
@@ -197,11 +207,11 @@ def _verify_here(args: argparse.Namespace) -> list[str]:
         m = c.measured
         fused = m.get("top1_agreement_by_mode", {}).get("fused")
         rows.append([c.file, f"{c.backend} {c.backend_version}", "passed" if c.passed else f"FAILED: {c.reason}",
-                     f"{m['max_abs_diff']:.1e}" if "max_abs_diff" in m else "-", f"{100 * fused:.1f} %" if fused is not None else "-",
+                     _closeness(m), f"{100 * fused:.1f} %" if fused is not None else "-",
                      f"{100 * m['agreement_with_verified']:.1f} %" if "agreement_with_verified" in m else "-",
                      f"{m['drop_points']:.1f}" if "drop_points" in m else "-", f"{c.seconds:.2f}"])  # fmt: skip
     rows += [[file, "-", f"FAILED at export: {why}", *["-"] * 5] for file, why in report.failed_at_export.items()]
-    print(format_table(["artifact", "backend", "on this machine", "max|Δ| logits", "fused agree", "agree w/ verified", "acc drop", "s"], rows))
+    print(format_table(["artifact", "backend", "on this machine", CLOSENESS, "fused agree", "agree w/ verified", "acc drop", "s"], rows))
     for file, why in report.skipped.items():
         print(f"not run here: {file}: {why}")
     if report.record is not None:
@@ -223,11 +233,10 @@ def _artifact_table(manifest) -> str:
         rows.append([
             a.file, a.format, a.precision, f"{a.total_bytes / 1e6:.2f}",
             "passed" if a.verified else f"FAILED {v.get('error', '')}".strip(),
-            f"{v['max_abs_diff']:.1e}" if "max_abs_diff" in v else "-",
-            f"{v['top1_agreement']:.2%}" if "top1_agreement" in v else "-",
+            _closeness(v), f"{v['top1_agreement']:.2%}" if "top1_agreement" in v else "-",
             f"{acc['fused']:.3f}" if acc else "-",
         ])  # fmt: skip
-    return format_table(["artifact", "format", "precision", "MB", "verification", "max|Δ| logits", "top-1 agree", "acc (fused)"], rows)
+    return format_table(["artifact", "format", "precision", "MB", "verification", CLOSENESS, "agree", "acc (fused)"], rows)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -294,15 +303,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     image = read_image(args.image) if args.image else None
     audio, rate = read_audio(args.audio) if args.audio else (None, None)
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
+    if args.enroll:
+        gallery = model.enroll(args.enroll, warn=lambda message: print(f"edgemm predict: {message}", file=sys.stderr))
+        print(f"enrolled {len(gallery.vectors)} examples of {len(gallery.labels)} labels from {args.enroll}", file=sys.stderr)
     pred = model.predict(image=image, audio=audio, sample_rate=rate)
+    where = f"from {'+'.join(pred.modalities)}; {model.artifact.file} on {model.backend.name}, {pred.preprocess_ms + pred.inference_ms:.1f} ms"
     if args.json:
         print(json.dumps({**pred.to_dict(), "artifact": model.artifact.file, "backend": model.backend.name}))
+    elif pred.label is None:
+        print(f"embedding of {len(pred.embedding)} values ({where}); the model gives no class scores: --enroll FOLDER answers with "
+              "the nearest enrolled example, --json prints the vector")  # fmt: skip
     else:
-        top = sorted(range(len(pred.probabilities)), key=lambda i: -pred.probabilities[i])[:3]
-        others = ", ".join(f"{model.labels[i]} {pred.probabilities[i]:.2f}" for i in top[1:])
-        print(f"{pred.label}  (p={pred.probabilities[pred.index]:.3f}; next: {others}; "
-              f"from {'+'.join(pred.modalities)}; {model.artifact.file} on {model.backend.name}, "
-              f"{pred.preprocess_ms + pred.inference_ms:.1f} ms)")  # fmt: skip
+        scores, kind = pred.scores, "cos" if pred.similarities is not None else "p"
+        top = sorted(range(len(scores)), key=lambda i: -scores[i])[:3]
+        others = ", ".join(f"{model.labels[i]} {scores[i]:.2f}" for i in top[1:])
+        print(f"{pred.label}  ({kind}={pred.confidence:.3f}; next: {others}; {where})")
     return 0
 
 
@@ -418,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="restrict the artifact choice")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-self-check", action="store_true", help="skip the first-use check of the artifact on this machine")
+    p.add_argument("--enroll", metavar="FOLDER", help="answer with the nearest enrolled example of FOLDER/<label>/ (image and/or "
+                   "audio files): a model with an embedding output")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)
 

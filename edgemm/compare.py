@@ -9,9 +9,9 @@ from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.reference import Infer, ReferenceSet
 from edgemm.runtimes.verification import (
     accuracy_by_mode,
-    answers,
     mean_by_mode,
     run_model,
+    same_answers,
 )
 from edgemm.tables import format_table
 
@@ -40,13 +40,13 @@ def compare(entries: list[Entry], reference: ReferenceSet, agree_with: str | Non
     Latencies are measured side by side in one run, interleaved per entry after warm-up.
     """
     outputs = {e.name: run_model(e.infer, reference) for e in entries}
-    base = answers(outputs[agree_with], reference) if agree_with else None
+    base = outputs[agree_with] if agree_with else None
     one = (reference.image[:1], reference.audio[:1], reference.present[:1])
     rows = []
     for e in entries:
         agreement = None
         if base is not None:
-            same = answers(outputs[e.name], reference) == base
+            same = same_answers(outputs[e.name], base, reference)
             agreement = {"all": float(same.mean()), **mean_by_mode(same, reference.present)}
         latency = median_latency_ms(lambda: e.infer(*one), warmup=20, runs=runs)
         rows.append(Row(e, accuracy_by_mode(outputs[e.name], reference), agreement, latency))

@@ -15,7 +15,6 @@ from edgemm.calibration import (
     from_folder,
     from_stream,
 )
-from edgemm.calibration.files import VIDEO_SUFFIXES
 from edgemm.checkpoint import Checkpoint, CheckpointError
 from edgemm.data.avdigits import SAMPLE_RATE, config_from_record, load_split
 from edgemm.data.features import split_tensors
@@ -23,6 +22,7 @@ from edgemm.export.source import ExportSource, torch_infer
 from edgemm.models import count_parameters
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.manifest import Manifest, sha256_file
+from edgemm.runtimes.media import VIDEO_SUFFIXES
 from edgemm.runtimes.reference import ReferenceSet, on_grid
 
 BUILTIN = "av-digits"

@@ -2,12 +2,31 @@
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from .errors import BackendUnavailableError, MediaReadError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
+
+
+def examples_in(folder: Path) -> tuple[dict[tuple[Path, str], dict[str, Path]], Counter]:
+    """The image and audio files under `folder` grouped by (parent folder, file stem): `name.png` + `name.wav`
+    are one example; with the count of files skipped by reason."""
+    skipped: Counter = Counter()
+    groups: dict[tuple[Path, str], dict[str, Path]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "audio" if path.suffix.lower() in AUDIO_SUFFIXES else None
+        if kind is None:
+            skipped["not an image or audio file"] += 1
+            continue
+        groups.setdefault((path.parent, path.stem), {})[kind] = path
+    return groups, skipped
 
 
 def _library(module: str, package: str, what: str) -> ModuleType:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from .errors import (
     EdgemmError,
     InputError,
 )
+from .gallery import EnrollmentError, Gallery, enroll_folder
 from .machine import this_machine
 from .manifest import Artifact, Manifest
 from .modalities import MODALITIES
@@ -41,26 +42,37 @@ from .target_check import (
 
 @dataclass
 class Prediction:
-    """One answer: the label, class probabilities, fused embedding, which inputs were used, timings."""
+    """One answer: the label — the top class, or with enrolled examples the nearest one's label (None for an
+    embedding model without any: it answers with its vector) —, its scores, the embedding, the inputs used, timings."""
 
-    label: str
-    index: int
-    probabilities: np.ndarray
+    label: str | None
+    index: int  # into the model's labels (the enrolled labels with a gallery); -1 without a label
+    probabilities: np.ndarray | None  # class probabilities; None for a model without class scores
     embedding: np.ndarray | None  # None when the model has no embedding output
     modalities: tuple[str, ...]
     preprocess_ms: float
     inference_ms: float
+    similarities: np.ndarray | None = None  # with enrolled examples: cosine to the nearest example of each label
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """What the label was chosen by: similarities to enrolled examples, else class probabilities."""
+        return self.similarities if self.similarities is not None else self.probabilities
+
+    @property
+    def confidence(self) -> float:
+        return float(self.scores[self.index]) if self.label is not None else float("nan")
 
     def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "index": self.index,
-            "confidence": float(self.probabilities[self.index]),
-            "probabilities": [round(float(p), 6) for p in self.probabilities],
-            "modalities": list(self.modalities),
-            "preprocess_ms": round(self.preprocess_ms, 3),
-            "inference_ms": round(self.inference_ms, 3),
-        }
+        answer: dict = {"label": self.label, "index": self.index}
+        if self.label is not None:
+            answer["confidence"] = self.confidence
+        for name, values in (("probabilities", self.probabilities), ("similarities", self.similarities)):
+            if values is not None:
+                answer[name] = [round(float(v), 6) for v in values]
+        if self.label is None and self.embedding is not None:
+            answer["embedding"] = [float(v) for v in self.embedding]
+        return {**answer, "modalities": list(self.modalities), "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": round(self.inference_ms, 3)}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -79,7 +91,7 @@ class BundleModel:
         self.contract = manifest.contract
         self.artifact = artifact
         self.backend = backend
-        self.labels = manifest.labels
+        self.gallery: Gallery | None = None
         for kind, named, has in (("inputs", self.contract.input_names, backend.input_names), ("outputs", self.contract.output_names, backend.output_names)):
             missing = sorted(set(named) - set(has))
             if missing:
@@ -87,6 +99,19 @@ class BundleModel:
 
     def __repr__(self) -> str:
         return f"BundleModel({self.bundle}, {self.artifact.file}, backend={self.backend.name})"
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels answers come from: the enrolled ones with a gallery, else the model's classes."""
+        return list(self.gallery.labels) if self.gallery is not None else self.manifest.labels
+
+    def enroll(self, folder: str | Path, warn: Callable[[str], None] = log.warning) -> Gallery:
+        """Embed the labelled examples of `FOLDER/<label>/` with this artifact; from then on answers are the label of
+        the nearest enrolled example (cosine). Needs a model with an embedding output."""
+        if self.contract.embedding_output is None:
+            raise EnrollmentError(f"{self.bundle}: the model has no embedding output to compare enrolled examples with")
+        self.gallery = enroll_folder(folder, lambda image, audio, rate: self.infer(*self.tensors([image], [audio], rate))["embedding"][0], warn)
+        return self.gallery
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         """Canonical tensor shapes per sample; (0,) for a modality the model does not take."""
@@ -146,17 +171,17 @@ class BundleModel:
         t1 = time.perf_counter()
         out = self.infer(image, audio, present)
         t2 = time.perf_counter()
-        if "logits" not in out:
-            raise InputError("this model gives an embedding, not class scores: use infer() for its vector")
-        probs = softmax(out["logits"])
-        per = 1000.0 / max(n, 1)
+        probs = softmax(out["logits"]) if "logits" in out else None
+        sims = self.gallery.similarities(out["embedding"]) if self.gallery is not None else None
+        scores, labels, per = sims if sims is not None else probs, self.labels, 1000.0 / max(n, 1)
         results = []
         for i in range(n):
-            idx = int(probs[i].argmax())
+            idx = int(scores[i].argmax()) if scores is not None else -1
             used = tuple(m for m, flag in zip(MODALITIES, present[i]) if flag)
-            results.append(
-                Prediction(self.labels[idx], idx, probs[i], out["embedding"][i] if "embedding" in out else None, used, (t1 - t0) * per, (t2 - t1) * per)
-            )
+            results.append(Prediction(
+                labels[idx] if idx >= 0 else None, idx, None if probs is None else probs[i], out["embedding"][i] if "embedding" in out else None,
+                used, (t1 - t0) * per, (t2 - t1) * per, None if sims is None else sims[i],
+            ))  # fmt: skip
         return results
 
     def predict(

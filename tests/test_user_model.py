@@ -109,6 +109,49 @@ def test_example_model_exported_quantized_verified_and_run_live(example):
     assert events[0]["modalities"] == ["image"] and events[0]["label"] == alone.label
 
 
+@pytest.mark.slow
+def test_embedding_variant_verified_by_cosine_and_answers_from_enrolled_examples(example):
+    """The same network read before its classifier (models.py:build_embedder, embedder.yaml): verified by cosine and
+    nearest-neighbour agreement, and answering live with the label of the nearest enrolled example."""
+    bundle = example / "embedder.edgemm"
+    proc = edgemm("export", "--model", "models.py:build_embedder", "--weights", "weights.safetensors", "--spec", "embedder.yaml",
+                  "--data", "data/test", "--to", "onnx,openvino", "--int8", "--calib", "data/train", "-o", bundle, cwd=example)  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["contract"]["outputs"] == {"logits": None, "embedding": "embedding", "embedding_dim": 32}
+    arts = {a["file"]: a["verification"] for a in manifest["artifacts"]}
+    for file in ("model.onnx", "openvino/model.xml"):
+        assert arts[file]["passed"] and arts[file]["min_cosine"] >= 0.9999, (file, arts[file])
+    for file in ("model.int8.onnx", "openvino/model.int8.xml"):
+        v = arts[file]
+        assert v["passed"] and v["mean_cosine"] >= 0.99 and v["top1_agreement_by_mode"]["fused"] >= 0.98 and v["budget_met"], (file, v)
+
+    test = example / "data" / "test"
+    sample = test / "green-low" / "0000"
+    plain = json.loads(edgemm("predict", bundle, "--image", sample.with_suffix(".png"), "--audio", sample.with_suffix(".wav"), "--json").stdout)
+    assert plain["label"] is None and len(plain["embedding"]) == 32  # no classes of its own: it answers with its vector
+
+    int8 = load_bundle(bundle, precision="int8")
+    gallery = int8.enroll(example / "data" / "train")
+    assert set(gallery.labels) == set(LABELS) and len(gallery.vectors) == 240
+    right = {label: [n for n in range(20) if int8.predict(image=read_image(test / label / f"{n:04d}.png"),
+                                                          audio=read_audio(test / label / f"{n:04d}.wav")[0], sample_rate=16000).label == label]
+             for label in LABELS}  # fmt: skip
+    assert sum(map(len, right.values())) >= 0.9 * 20 * len(LABELS)  # the enrolled lookup answers the fused test samples
+    segments = [(label, right[label][0]) for label in ("blue-low", "red-high", "green-low")]
+    enrolled = edgemm("predict", bundle, "--image", sample.with_suffix(".png"), "--audio", sample.with_suffix(".wav"), "--enroll", "data/train",
+                      "--precision", "int8", "--json", cwd=example)  # fmt: skip
+    answer = json.loads(enrolled.stdout)
+    assert answer["label"] == int8.predict(image=read_image(sample.with_suffix(".png")), audio=read_audio(sample.with_suffix(".wav"))[0],
+                                           sample_rate=16000).label and len(answer["similarities"]) == 6  # fmt: skip
+    video, wav = recording(example, segments)
+    live = edgemm("live", bundle, "--camera", video, "--mic", wav, "--headless", "--fast", "--precision", "int8", "--enroll", example / "data" / "train")
+    assert live.returncode == 0 and "enrolled 240 examples of 6 labels" in live.stderr, live.stderr[-2000:]
+    events = {e["frame"]: e for e in map(json.loads, live.stdout.splitlines())}
+    for k, (label, _) in enumerate(segments):
+        assert events[12 * k + 11]["label"] == label and events[12 * k + 11]["modalities"] == ["image", "audio"], (k, events[12 * k + 11])
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path

@@ -3,7 +3,8 @@
 - image: 3x64x64 RGB, cut into 8x8 patches, one self-attention block (a tiny ViT);
 - audio: the raw 16 kHz waveform (1 x 16000), three strided 1-D convolutions (no log-mel);
 - fusion: one learned query cross-attends over the image and audio tokens together;
-- output: class scores `scores` over six labels of its own; no presence input (a missing modality is fed as zeros).
+- output: class scores `scores` over six labels of its own; no presence input (a missing modality is fed as zeros);
+  `build_embedder` gives the same network's 32-d embedding instead (`embedder.yaml`).
 
 edgemm imports this file (`edgemm export --model models.py:build`) and calls `build()`.
 """
@@ -64,13 +65,29 @@ class ColourToneNet(nn.Module):
         self.fuse = Block()
         self.head = nn.Sequential(nn.LayerNorm(DIM), nn.Linear(DIM, classes))
 
-    def forward(self, rgb: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+    def fused(self, rgb: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+        """The learned query's vector after cross-attending over the image and audio tokens (N, DIM)."""
         image = self.image_block(self.patches(rgb).flatten(2).transpose(1, 2) + self.image_pos)
         audio = self.wave(wave).transpose(1, 2)
-        fused = self.fuse(self.query.expand(rgb.shape[0], -1, -1), torch.cat([image, audio], dim=1))
-        return self.head(fused[:, 0])
+        return self.fuse(self.query.expand(rgb.shape[0], -1, -1), torch.cat([image, audio], dim=1))[:, 0]
+
+    def forward(self, rgb: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+        return self.head(self.fused(rgb, wave))
+
+
+class ColourToneEmbedder(ColourToneNet):
+    """The same network read before its classifier: forward(rgb, wave) -> embedding (N, 32), the normalised fused
+    vector — for answering with the nearest enrolled example (`edgemm live --enroll FOLDER`)."""
+
+    def forward(self, rgb: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+        return self.head[0](self.fused(rgb, wave))
 
 
 def build() -> nn.Module:
     """The factory edgemm calls: an untrained ColourToneNet (edgemm loads the weights into it)."""
     return ColourToneNet()
+
+
+def build_embedder() -> nn.Module:
+    """The embedding variant (same weights file): `edgemm export --model models.py:build_embedder --spec embedder.yaml`."""
+    return ColourToneEmbedder()
