@@ -38,9 +38,11 @@ class Checkpoint:
 
     @property
     def contract(self) -> ModelContract:
-        """The built-in interface: image, audio and a presence mask in; logits and the fused embedding out."""
+        """The built-in interface: image, audio and a presence mask in; logits (unless the model has no classes: a
+        student of an embedding teacher) and the fused embedding out."""
         dim = self.model_config.get("embedding_dim")
-        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None)
+        logits = "logits" if self.model_config.get("num_classes", len(self.labels)) else None
+        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None, logits_output=logits)
 
 
 def sidecar(path: Path) -> Path:

@@ -36,23 +36,69 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from edgemm.checkpoint import load_checkpoint, save_checkpoint
-    from edgemm.distill import DistillConfig, distill
+    from edgemm.checkpoint import save_checkpoint
+    from edgemm.distill import DistillConfig, distill, distill_checkpoint
     from edgemm.recipes import read_recipe, write_recipe
     from edgemm.runtimes.manifest import sha256_file
 
     config = read_recipe(DistillConfig, args.recipe) if args.recipe else DistillConfig()
     flags = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "temperature", "seed", "threads", "limit", "patience") if getattr(args, k) is not None}
     config = replace(config, **flags)
-    teacher = load_checkpoint(args.teacher)
-    student = distill(teacher, config, sha256_file(Path(args.teacher)), progress=not args.quiet)
+    if args.val and not args.data:
+        raise UsageError("--val is for --data (validation samples of your data set)")
+    if ".py:" in args.teacher:
+        if not args.spec or not args.data:
+            raise UsageError("a --teacher FILE.py:FUNCTION needs --spec (its contract) and --data (samples to distil on)")
+        source = _user_source(args.teacher, args.weights, args.spec)
+        data = _distill_data(args, source.contract)
+        student = distill(source, data, config, sha256_file(Path(args.weights)) if args.weights else "", progress=not args.quiet)
+    else:
+        if args.spec or args.weights:
+            raise UsageError("--spec and --weights are for a --teacher FILE.py:FUNCTION (a checkpoint carries its own)")
+        data = None
+        if args.data:
+            from edgemm.checkpoint import load_checkpoint
+
+            data = _distill_data(args, load_checkpoint(args.teacher).contract)
+        student = distill_checkpoint(args.teacher, config, data, progress=not args.quiet)
     path = save_checkpoint(args.output, student)
     recipe = write_recipe(config, path.with_suffix(".recipe.yaml"))
     run = student.record["distillation"]
+    first = next(iter(run["teacher"]["val"]))
     print(f"wrote {path} (+ {path.with_suffix('.json').name}, {recipe.name}): {run['parameters']:,} parameters "
-          f"({run['teacher']['parameters'] / run['parameters']:.0f}x fewer than the teacher), "
-          f"best val fused accuracy {run['best_val_fused']:.3f} (teacher {run['teacher']['val']['fused']:.3f}), {run['seconds']:.0f} s")  # fmt: skip
+          f"({run['teacher']['parameters'] / run['parameters']:.0f}x fewer than the teacher), best val {first} {run['val_metric']} "
+          f"{run['best_val_fused']:.3f} (teacher {run['teacher']['val'][first]:.3f}), {run['seconds']:.0f} s")  # fmt: skip
     return 0
+
+
+def _user_source(model: str, weights: str | None, spec_path: str):
+    """The user's module as an export source: its spec read and checked by one traced call."""
+    from edgemm.export.source import ExportSource
+    from edgemm.models import count_parameters
+    from edgemm.runtimes.contract import ModelContract
+    from edgemm.user_model import check_model, load_factory, load_weights, read_spec
+
+    spec = read_spec(spec_path)
+    contract = ModelContract.from_spec(spec, spec_path)  # a bad spec fails before the model is even built
+    module = load_factory(model)
+    if weights:
+        load_weights(module, weights)
+    name = spec.get("name") or Path(model.rpartition(":")[0]).stem
+    info = {"name": name, "arch": type(module).__name__, "parameters": count_parameters(module), "source": "user"}
+    return ExportSource(module.eval(), check_model(module, contract), info)
+
+
+def _distill_data(args: argparse.Namespace, contract):
+    """--data (and --val) read whole, shaped by the teacher's contract."""
+    from edgemm.distill import samples_data
+    from edgemm.sources import calibration_set
+
+    everything = 10**9
+    train = calibration_set(args.data, contract, everything)
+    val = calibration_set(args.val, contract, everything) if args.val else None
+    print(f"distilling on {len(train)} samples of {args.data} ({sum(int(label) >= 0 for label in train.labels)} labelled)"
+          + (f"; validating on {len(val)} of {args.val}" if val is not None else "; validating on a held-out part of them"))  # fmt: skip
+    return samples_data(train, val, {"name": "user", "train": str(args.data), "val": str(args.val) if args.val else None})
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -89,25 +135,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from edgemm.exporting import export_checkpoint
 
-        if args.spec or args.weights or args.data:
-            raise UsageError("--spec, --weights and --data are for --model (a checkpoint carries its own)")
-        calib = (args.calib or "av-digits") if args.int8 else None
-        manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options)
+        if args.spec or args.weights:
+            raise UsageError("--spec and --weights are for --model (a checkpoint carries its own)")
+        calib = (args.calib or args.data or "av-digits") if args.int8 else None
+        manifest = export_checkpoint(args.checkpoint, args.to, args.output, samples=args.samples, int8_calib=calib, int8=options, data=args.data)
         return _report(manifest, f"bundle written to {args.output}")
     from edgemm.exporting import export_model
-    from edgemm.runtimes.contract import ModelContract
-    from edgemm.user_model import load_factory, load_weights, read_spec
 
     if not args.spec or not args.data:
         raise UsageError("--model needs --spec (the model's contract) and --data (held-out samples to verify on)")
-    spec = read_spec(args.spec)
-    contract = ModelContract.from_spec(spec, args.spec)  # a bad spec fails before the model is even built
-    model = load_factory(args.model)
-    if args.weights:
-        load_weights(model, args.weights)
-    name = spec.get("name") or Path(args.model.rpartition(":")[0]).stem
+    source = _user_source(args.model, args.weights, args.spec)
     calib = (args.calib or args.data) if args.int8 else None
-    manifest = export_model(model, contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options, name=name)
+    manifest = export_model(source.model, source.contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options,
+                            name=source.info["name"])  # fmt: skip
     return _report(manifest, f"bundle written to {args.output}")
 
 
@@ -349,8 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("distill", help="distil the teacher into a small student (KD + embedding alignment)")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint")
+    p = sub.add_parser("distill", help="distil a teacher (a checkpoint or your own model) into a small student (KD + embedding alignment)")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint, or your own model as FILE.py:FUNCTION (with --spec, --weights, --data)")
+    p.add_argument("--spec", help="a FILE.py:FUNCTION teacher's contract (model.yaml)")
+    p.add_argument("--weights", help="a FILE.py:FUNCTION teacher's weights (safetensors or a state_dict file)")
+    p.add_argument("--data", help="samples to distil on (labels optional): a folder of [<label>/]<name>.png+.wav pairs, a .csv list or a "
+                   "video with its .wav; default for a built-in checkpoint: its data set")  # fmt: skip
+    p.add_argument("--val", help="validation samples (labelled: best epoch by accuracy; else by agreement with the teacher); default: "
+                   "a held-out tenth of --data")  # fmt: skip
     p.add_argument("-o", "--output", default="student.safetensors", help="student checkpoint (+ .json and the effective .recipe.yaml)")
     p.add_argument("--recipe", help="YAML recipe with DistillConfig fields; flags below override it")
     p.add_argument("--epochs", type=int)
@@ -384,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="FILE.py:FUNCTION", help="your own model: a function that builds the torch module")
     p.add_argument("--weights", help="weights for --model: .safetensors, or a state_dict saved by torch.save (read without running pickled code)")
     p.add_argument("--spec", help="the --model's contract: model.yaml (inputs, preprocessing, missing modality, outputs, labels)")
-    p.add_argument("--data", help="held-out samples for --model: a folder of <label>/<name>.png+.wav pairs, a .csv list or a video")
+    p.add_argument("--data", help="held-out samples to verify on: a folder of <label>/<name>.png+.wav pairs, a .csv list or a video "
+                   "(needed for --model and for a checkpoint not trained on the built-in data set)")  # fmt: skip
     p.add_argument("--to", default="onnx", help=f"comma-separated formats: {', '.join(FORMATS)}")
     p.add_argument("-o", "--output", required=True, help="bundle folder to write (replaced atomically)")
     p.add_argument("--samples", type=int, default=300, help="held-out samples per modality pattern to verify on (kept in the bundle as reference.npz)")

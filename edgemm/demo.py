@@ -45,11 +45,10 @@ def _teacher(out: Path, retrain: bool) -> Path:
 def _student(out: Path, teacher: Path, retrain: bool) -> Path:
     if not retrain and default_checkpoint("student").is_file():
         return default_checkpoint("student")
-    from edgemm.distill import DistillConfig, distill
-    from edgemm.runtimes.manifest import sha256_file
+    from edgemm.distill import DistillConfig, distill_checkpoint
 
     print("    distilling the student (a few minutes on 2 cores)")
-    return save_checkpoint(out / "student.safetensors", distill(load_checkpoint(teacher), DistillConfig(threads=2), sha256_file(teacher)))
+    return save_checkpoint(out / "student.safetensors", distill_checkpoint(teacher, DistillConfig(threads=2)))
 
 
 FORMATS_SPEC = "onnx,openvino,tflite,tensorrt"

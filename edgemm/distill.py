@@ -1,10 +1,23 @@
-"""`edgemm distill`: teach a small student from the teacher's logits and fused embedding."""
+"""`edgemm distill`: teach a small student from any teacher with a contract — the built-in teacher or the user's own
+module — on labelled or unlabelled data.
+
+The student (models/student.py) is sized from the teacher's contract: image shape, a log-mel or raw-waveform
+audio branch, the class count, and, for a teacher that gives only an embedding, that embedding's size. Losses:
+Hinton KD on the teacher's class scores, alignment with its embedding (cosine or MSE; through a learned
+projection unless the student must reproduce the teacher's embedding space), cross-entropy and per-modality
+auxiliary heads on the rows that carry labels. Each batch drops modalities as the contract's missing-modality
+convention feeds them, and learns the teacher's answer to that very pattern. The best epoch on validation data
+is kept: accuracy where it is labelled, agreement with the teacher otherwise (edgemm's verification rules).
+"""
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,13 +25,22 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from edgemm.checkpoint import Checkpoint
+from edgemm.checkpoint import Checkpoint, load_checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
+from edgemm.export.source import ExportSource, torch_infer
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import to_plain
-from edgemm.runtimes.modalities import MODALITY_PATTERNS
+from edgemm.runtimes.contract import ModelContract
+from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
-from edgemm.train import Tensors, accuracy, random_presence, to_tensors
+from edgemm.runtimes.reference import Infer, ReferenceSet
+from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
+from edgemm.train import Tensors, random_presence, to_tensors
+
+
+class DistillError(EdgemmError):
+    """A teacher or data set the student cannot be distilled from."""
 
 
 @dataclass(frozen=True)
@@ -30,46 +52,100 @@ class DistillConfig:
     lr: float = 4e-3
     weight_decay: float = 1e-4
     temperature: float = 4.0
-    ce_weight: float = 1.0  # hard-label cross-entropy
+    ce_weight: float = 1.0  # hard-label cross-entropy (labelled rows)
     kd_weight: float = 1.0  # T^2-scaled KL to the teacher's logits
     embed_weight: float = 1.0  # alignment of the fused embedding (through a learned projection)
     embed_loss: str = "cosine"  # or "mse"
-    aux_weight: float = 0.3  # per-modality auxiliary heads
+    aux_weight: float = 0.3  # per-modality auxiliary heads (labelled rows)
     modality_dropout: float = 0.2
-    patience: int = 6  # early stopping: epochs without a better val fused accuracy
+    patience: int = 6  # early stopping: epochs without a better val score
+    val_fraction: float = 0.1  # held out of the training data when no validation data is given
     seed: int = 0
     threads: int | None = None
     limit: int | None = None
     student: StudentConfig = field(default_factory=StudentConfig)
 
 
-@torch.no_grad()
-def teacher_outputs(teacher: nn.Module, data: Tensors, key: str, progress: bool, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher logits (3, N, C) and embeddings (3, N, D), one row per modality pattern, cached on disk."""
+@dataclass
+class DistillData:
+    """Preprocessed canonical samples (labels -1 where unlabelled), optional validation samples, and the record of
+    where they came from (kept in the student checkpoint)."""
+
+    train: Tensors
+    val: Tensors | None
+    record: dict[str, Any]
+
+
+def builtin_data(teacher: Checkpoint) -> DistillData:
+    """The built-in data set the teacher was trained on: its train and val splits."""
+    data_cfg = config_from_record(teacher.record.get("data", {}))
+    train, val = (to_tensors(load_split(name, data_cfg), teacher.image, teacher.audio) for name in ("train", "val"))
+    return DistillData(train, val, teacher.record.get("data", {}))
+
+
+def distill_checkpoint(path: str | Path, config: DistillConfig, data: DistillData | None = None, progress: bool = True) -> Checkpoint:
+    """Distil a checkpoint's model (the built-in teacher), on `data` or the built-in data set it was trained on."""
+    from edgemm.sources import source_from_checkpoint
+
+    teacher = load_checkpoint(path)
+    return distill(source_from_checkpoint(teacher, Path(path)), data or builtin_data(teacher), config, sha256_file(Path(path)), progress)
+
+
+def samples_data(train: Any, val: Any | None, record: dict[str, Any]) -> DistillData:
+    """The user's samples (CalibrationSets from a folder, CSV or recording; `val` may be None)."""
+    as_tensors = lambda s: Tensors(torch.from_numpy(s.image), torch.from_numpy(s.audio), torch.from_numpy(np.asarray(s.labels, np.int64)))  # noqa: E731
+    return DistillData(as_tensors(train), as_tensors(val) if val is not None else None, record)
+
+
+def check_distillable(contract: ModelContract) -> None:
+    """The student takes an image and a sound and learns the teacher's answer to every modality pattern."""
+    if contract.image is None or contract.audio is None:
+        raise DistillError(f"the teacher takes only {', '.join(contract.modalities)}: the student needs an image and a sound")
+    if contract.missing == "required":
+        raise DistillError("the teacher's contract requires every modality, so it cannot teach the single-modality answers "
+                           "the student gives (missing: presence-mask or zeros)")  # fmt: skip
+
+
+def digest(teacher: nn.Module, data: Tensors, contract: ModelContract) -> str:
+    """What the teacher's outputs depend on: its class and weights, its contract (the outputs read, the patterns and
+    fill fed) and the samples."""
+    h = hashlib.sha256(json.dumps([type(teacher).__qualname__, contract.to_dict()], sort_keys=True, default=str).encode())
+    for tensor in [*teacher.state_dict().values(), data.image, data.audio]:
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def teacher_outputs(infer: Infer, data: Tensors, contract: ModelContract, key: str, progress: bool, batch: int = 256) -> dict[str, torch.Tensor]:
+    """The teacher's canonical outputs (logits and/or embedding), each (patterns, N, …) in the contract's pattern
+    order, the absent modality fed as the contract says; cached on disk."""
     path = cache_root() / f"teacher-outputs-{key}.npz"
     if path.is_file():
         with np.load(path) as cached:
-            return torch.from_numpy(cached["logits"]), torch.from_numpy(cached["embedding"])
-    teacher.eval()
-    logits, embedding = [], []
-    bar = tqdm(total=3 * len(data.labels), desc="teacher outputs", unit="sample", disable=not progress, leave=False)
-    for pattern in MODALITY_PATTERNS.values():
-        pl, pe = [], []
-        for s in range(0, len(data.labels), batch):
-            img, aud = data.image[s : s + batch], data.audio[s : s + batch]
-            out = teacher(img, aud, torch.tensor(pattern).expand(len(img), 2))
-            pl.append(out[0])
-            pe.append(out[1])
-            bar.update(len(img))
-        logits.append(torch.cat(pl))
-        embedding.append(torch.cat(pe))
-    bar.close()
-    logits, embedding = torch.stack(logits), torch.stack(embedding)
+            return {k: torch.from_numpy(cached[k]) for k in cached.files}
+    rows, n = list(contract.patterns.values()), len(data.labels)
+    outputs: dict[str, list[np.ndarray]] = {}
+    with tqdm(total=len(rows) * n, desc="teacher outputs", unit="sample", disable=not progress, leave=False) as bar:
+        for row in rows:
+            parts = []
+            for s in range(0, n, batch):
+                parts.append(infer(*ReferenceSet.patterns(data.image[s : s + batch].numpy(), data.audio[s : s + batch].numpy(), [row], contract.fill)))
+                bar.update(len(parts[-1][next(iter(parts[-1]))]))
+            for k in parts[0]:
+                outputs.setdefault(k, []).append(np.concatenate([p[k] for p in parts]))
+    arrays = {k: np.stack(v) for k, v in outputs.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, logits=logits.numpy(), embedding=embedding.numpy())
+    np.savez(tmp, **arrays)
     tmp.replace(path)
-    return logits, embedding
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def student_config(contract: ModelContract, base: StudentConfig, teacher_dim: int | None) -> StudentConfig:
+    """The student for a contract: its input shapes, its class count (0 without class scores) and, for a teacher
+    that gives only an embedding, that embedding's size (the student reproduces its space)."""
+    classes = len(contract.labels) if contract.logits_output else 0
+    return replace(base, image_shape=contract.image.shape, audio_shape=contract.audio.shape, num_classes=classes,
+                   embedding_dim=base.embedding_dim if classes else int(teacher_dim))  # fmt: skip
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -87,81 +163,105 @@ def embed_loss(projected: torch.Tensor, target: torch.Tensor, kind: str) -> torc
     raise ValueError(f"embed_loss must be cosine or mse, got {kind!r}")
 
 
-def distill(teacher: Checkpoint, config: DistillConfig, teacher_sha: str = "", progress: bool = True) -> Checkpoint:
-    """Distil `teacher` into a student per `config`; returns the best-on-validation student."""
+def _split_val(data: DistillData, fraction: float, generator: torch.Generator) -> tuple[Tensors, Tensors]:
+    if data.val is not None:
+        return data.train, data.val
+    order = torch.randperm(len(data.train.labels), generator=generator)
+    cut = max(1, int(round(fraction * len(order))))
+    pick = lambda idx: Tensors(data.train.image[idx], data.train.audio[idx], data.train.labels[idx])  # noqa: E731
+    return pick(order[cut:]), pick(order[:cut])
+
+
+def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, teacher_sha: str = "", progress: bool = True) -> Checkpoint:
+    """Distil `teacher` into a student sized from its contract, on `data`; returns the best-on-validation student."""
     started = time.perf_counter()
+    contract = teacher.contract
+    check_distillable(contract)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    data_cfg = config_from_record(teacher.record.get("data", {}))
-    train_split = load_split("train", data_cfg)
+    train, val = _split_val(data, config.val_fraction, generator)
     if config.limit:
-        train_split = train_split.subset(np.arange(min(config.limit, len(train_split))))
-    train_data = to_tensors(train_split, teacher.image, teacher.audio)
-    val_data = to_tensors(load_split("val", data_cfg), teacher.image, teacher.audio)
-    key = hashlib.sha256(f"{teacher_sha}|{data_cfg.key()}|{config.limit}|{teacher.audio}".encode()).hexdigest()[:16]
-    t_logits, t_embed = teacher_outputs(teacher.model, train_data, key, progress)
+        train = Tensors(train.image[: config.limit], train.audio[: config.limit], train.labels[: config.limit])
+    teacher.model.eval()
+    teacher_infer = torch_infer(teacher.model, contract)
+    targets = teacher_outputs(teacher_infer, train, contract, digest(teacher.model, train, contract), progress)
+    t_logits, t_embed = targets.get("logits"), targets.get("embedding")
 
-    student_cfg = replace(config.student, image_shape=teacher.image.shape, audio_shape=teacher.audio.shape, num_classes=len(teacher.labels))
+    student_cfg = student_config(contract, config.student, None if t_embed is None else t_embed.shape[-1])
     student = build_model(student_cfg.to_dict())
-    projection = nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])
-    params = list(student.parameters()) + list(projection.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train_data.labels) // config.batch_size)
+    student_contract = Checkpoint(student, student_cfg.to_dict(), contract.image, contract.audio, list(contract.labels)).contract
+    same_space = t_embed is not None and not student_cfg.num_classes  # the student's embedding is its output: the teacher's own space
+    projection = nn.Identity() if t_embed is None or same_space else nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])
+    optimizer = torch.optim.AdamW([*student.parameters(), *projection.parameters()], lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train.labels) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
-    teacher_val = {mode: accuracy(teacher.model, val_data, mode) for mode in MODALITY_PATTERNS}
+    held_out = ReferenceSet.build(teacher_infer, val.image.numpy(), val.audio.numpy(), val.labels.numpy(), name="teacher",
+                                  rows=list(contract.patterns.values()), fill=contract.fill)  # fmt: skip
+    score = accuracy_by_mode if held_out.labelled else agreement_by_mode
+    metric = "accuracy" if held_out.labelled else "agreement with the teacher"
+    teacher_val = score(held_out.outputs, held_out)
+    first = next(iter(contract.patterns))
     history, best, best_state, stale = [], -1.0, None, 0
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="distill", unit="step", disable=not progress)
     for epoch in range(config.epochs):
         student.train()
         sums = {"loss": 0.0, "kd": 0.0, "embed": 0.0}
-        order = torch.randperm(len(train_data.labels), generator=generator)
+        order = torch.randperm(len(train.labels), generator=generator)
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
             present = random_presence(len(idx), config.modality_dropout, generator)
-            pattern = ((1 - present[:, 1]) + 2 * (1 - present[:, 0])).long()  # row in MODALITY_PATTERNS order
-            logits, emb, aux_img, aux_aud = student.forward_train(train_data.image[idx], train_data.audio[idx], present)
-            y = train_data.labels[idx]
-            kd = kd_loss(logits, t_logits[pattern, idx], config.temperature)
-            al = embed_loss(projection(emb), t_embed[pattern, idx], config.embed_loss)
-            aux = (F.cross_entropy(aux_img, y, reduction="none") * present[:, 0]).mean() + (
-                F.cross_entropy(aux_aud, y, reduction="none") * present[:, 1]
-            ).mean()
-            loss = config.ce_weight * F.cross_entropy(logits, y) + config.kd_weight * kd + config.embed_weight * al + config.aux_weight * aux
+            pattern = ((1 - present[:, 1]) + 2 * (1 - present[:, 0])).long()  # row in the contract's pattern order
+            logits, emb, aux_img, aux_aud = student.forward_train(train.image[idx], train.audio[idx], present)
+            y = train.labels[idx]
+            known = y >= 0
+            terms = {}
+            if logits is not None and known.any():
+                terms["ce"] = config.ce_weight * F.cross_entropy(logits[known], y[known])
+                terms["aux"] = config.aux_weight * sum(
+                    (F.cross_entropy(aux[known], y[known], reduction="none") * present[known, k]).mean() for k, aux in enumerate((aux_img, aux_aud))
+                )
+            if t_logits is not None:
+                terms["kd"] = config.kd_weight * kd_loss(logits, t_logits[pattern, idx], config.temperature)
+            if t_embed is not None:
+                terms["embed"] = config.embed_weight * embed_loss(projection(emb), t_embed[pattern, idx], config.embed_loss)
+            loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            for k, v in (("loss", loss), ("kd", kd), ("embed", al)):
-                sums[k] += v.item() * len(idx)
+            for k, v in (("loss", loss), ("kd", terms.get("kd", 0.0)), ("embed", terms.get("embed", 0.0))):
+                sums[k] += float(torch.as_tensor(v).detach()) * len(idx)
             bar.update(1)
-        val = {mode: accuracy(student, val_data, mode) for mode in MODALITY_PATTERNS}
+        student.eval()
+        got = score(run_model(torch_infer(student, student_contract), held_out), held_out)
         n = len(order)
-        history.append({"epoch": epoch + 1, **{k: round(v / n, 4) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in val.items()}})
-        bar.write(
-            f"epoch {epoch + 1}/{config.epochs}: kd {sums['kd'] / n:.3f}  val student fused {val['fused']:.3f} "
-            f"image-only {val['image_only']:.3f} audio-only {val['audio_only']:.3f} | teacher fused {teacher_val['fused']:.3f}"
-        )
-        if val["fused"] > best:
-            best, best_state, stale = val["fused"], copy.deepcopy(student.state_dict()), 0
+        history.append({"epoch": epoch + 1, **{k: round(v / n, 4) for k, v in sums.items()}, **{f"val_{k}": v for k, v in got.items()}})
+        bar.write(f"epoch {epoch + 1}/{config.epochs}: kd {sums['kd'] / n:.3f} embed {sums['embed'] / n:.3f}  val {metric}: "
+                  + "  ".join(f"{k} {v:.3f}" for k, v in got.items()) + f" | teacher {first} {teacher_val[first]:.3f}")  # fmt: skip
+        if got[first] > best:
+            best, best_state, stale = got[first], copy.deepcopy(student.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:
-                bar.write(f"early stop: no better val accuracy for {config.patience} epochs")
+                bar.write(f"early stop: no better val {metric} for {config.patience} epochs")
                 break
     bar.close()
     student.load_state_dict(best_state)
     record = {
-        "data": teacher.record.get("data", {}),
+        "data": data.record,
         "distillation": {
             "recipe": to_plain(config),
-            "teacher": {"sha256": teacher_sha, "parameters": count_parameters(teacher.model), "val": {k: round(v, 4) for k, v in teacher_val.items()}},
+            "teacher": {"sha256": teacher_sha, "name": teacher.info.get("name"), "parameters": count_parameters(teacher.model), "val": teacher_val},
+            "val_metric": metric,
             "history": history,
             "best_val_fused": round(best, 4),
-            "train_samples": len(train_data.labels),
+            "train_samples": len(train.labels),
+            "labelled_train_samples": int((train.labels >= 0).sum()),
+            "val_samples": len(val.labels),
             "seconds": round(time.perf_counter() - started, 1),
             "parameters": count_parameters(student),
         },
     }
-    return Checkpoint(student.eval(), student_cfg.to_dict(), teacher.image, teacher.audio, list(teacher.labels), record)
+    return Checkpoint(student.eval(), student_cfg.to_dict(), contract.image, contract.audio, list(contract.labels), record)

@@ -77,11 +77,12 @@ def export_checkpoint(
     log: Callable[[str], None] = print,
     int8_calib: str | None = None,
     int8: Int8Options = Int8Options(),
+    data: str | None = None,
 ) -> Manifest:
-    """Export a built-in checkpoint, verified on its data set's test split; returns the manifest."""
+    """Export a checkpoint, verified on its data set's test split (or on `data`); returns the manifest."""
     rows = parse_formats(formats)  # a wrong format name fails before any work
     source = source_from_checkpoint(load_checkpoint(checkpoint), Path(checkpoint))
-    reference = reference_set(source, samples=samples)
+    reference = reference_set(source, data=data, samples=samples)
     return export_source(source, reference, rows, out, log, int8_calib, int8, checkpoint)
 
 

@@ -145,7 +145,10 @@ def quantize_bundle(
     with BundleStage(bundle, manifest) as stage:
         guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
         qat_record = None
-        if not guard.within_budget and checkpoint is not None:
+        builtin_data = (manifest.model.get("data") or {}).get("name") == BUILTIN
+        if not guard.within_budget and checkpoint is not None and not builtin_data:
+            log("PTQ cannot meet the budget, and the QAT fallback fine-tunes on the built-in data set this model was not trained on")
+        elif not guard.within_budget and checkpoint is not None:
             qat = replace(qat, per_channel=options.per_channel, reduce_range=guard.config.reduce_range)
             same_config = replace(options, config=guard.config.name)  # the weights adapt to this configuration: keep it
             with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:

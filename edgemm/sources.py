@@ -75,6 +75,8 @@ def reference_set(source: ExportSource, data: str | None = None, samples: int = 
     reference file stores them: the built-in data set's `split` (class-balanced head) for a built-in model,
     else the user's `data` source (up to `samples`, class-stratified where labelled)."""
     contract = source.contract
+    if data is None and source.info.get("data", {}).get("name", BUILTIN) != BUILTIN:
+        raise CalibrationError(f"{source.info.get('name', 'this model')} was not trained on the built-in data set: give held-out samples (--data)")
     if data is None:
         held_out = load_split(split, config_from_record(source.info.get("data", {})))
         held_out = held_out.subset(np.arange(min(samples, len(held_out))))

@@ -19,7 +19,12 @@ from edgemm.calibration import CalibrationSet
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.reference import ReferenceSet
-from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, tolerance
+from edgemm.runtimes.verification import (
+    accuracy_by_mode,
+    agreement_by_mode,
+    cosine_rows,
+    tolerance,
+)
 
 from .onnx_int8 import Int8Options
 
@@ -48,7 +53,7 @@ def validation_items(held_out: ReferenceSet, contract: ModelContract) -> list[di
 def budget_metric(budget: float, contract: ModelContract, output: str):
     """NNCF's validation function for edgemm's INT8 budget on the judged `output` (logits or embedding), as one
     number: 1 − shortfall · budget, where shortfall = max(worst-pattern accuracy drop / budget, first-pattern
-    disagreement with fp32 / (1 − agreement needed)). The fp32 model scores 1; an INT8 model is within both
+    disagreement with fp32 / (1 − agreement needed), and for an embedding its mean cosine shortfall / (1 − mean needed)). The fp32 model scores 1; an INT8 model is within both
     budgets exactly when NNCF's absolute drop ≤ budget (offset by 1 because NNCF divides by the fp32 metric even
     for absolute drops)."""
     name = contract.logits_output if output == "logits" else contract.embedding_output
@@ -62,8 +67,10 @@ def budget_metric(budget: float, contract: ModelContract, output: str):
         rows = ReferenceSet(empty, empty, joined["present"], joined["labels"], *((expected, None) if output == "logits" else (None, expected)))
         fp32, int8 = accuracy_by_mode(expected, rows), accuracy_by_mode(got, rows)
         drop = max(fp32[m] - int8[m] for m in fp32)
-        disagreement = 1 - agreement_by_mode(got, rows)[first]
-        return 1.0 - budget * max(drop / budget, disagreement / (1 - agreement), 0.0)
+        shortfall = [drop / budget, (1 - agreement_by_mode(got, rows)[first]) / (1 - agreement), 0.0]
+        if output == "embedding":  # and the mean cosine to fp32 on every row
+            shortfall.append((1 - float(cosine_rows(got, expected).mean())) / (1 - tolerance(output, "int8")["mean_cosine"]))
+        return 1.0 - budget * max(shortfall)
 
     return metric
 

@@ -152,6 +152,44 @@ def test_embedding_variant_verified_by_cosine_and_answers_from_enrolled_examples
         assert events[12 * k + 11]["label"] == label and events[12 * k + 11]["modalities"] == ["image", "audio"], (k, events[12 * k + 11])
 
 
+@pytest.mark.slow
+def test_user_teacher_distilled_from_unlabelled_data_into_an_exportable_student(example):
+    """`edgemm distill --teacher models.py:build`: a student sized from the contract (3x64x64 RGB, a raw-waveform 1-D
+    branch, six classes) learns from the teacher's answers alone on unlabelled files, picks its best epoch on the
+    labelled val folder, and exports with INT8 — where the teacher's own attention blocks do not quantize well;
+    the embedding variant's student reproduces the teacher's embedding space (no classes)."""
+    flat = example / "unlabelled"
+    flat.mkdir()
+    for file in (example / "data" / "train").glob("*/*"):
+        shutil.copy(file, flat / f"{file.parent.name}-{file.name}")  # no label folders: nothing tells the classes
+    proc = edgemm("distill", "--teacher", "models.py:build", "--weights", "weights.safetensors", "--spec", "model.yaml", "--data", "unlabelled",
+                  "--val", "data/val", "--epochs", "15", "-o", "student.safetensors", "-q", cwd=example)  # fmt: skip
+    assert proc.returncode == 0 and "distilling on 240 samples of unlabelled (0 labelled)" in proc.stdout, proc.stderr[-2000:]
+    run = json.loads((example / "student.json").read_text())
+    assert run["model"]["audio_shape"] == [1, 16000] and run["model"]["image_shape"] == [3, 64, 64] and run["model"]["num_classes"] == 6
+    assert run["distillation"]["labelled_train_samples"] == 0 and run["distillation"]["val_metric"] == "accuracy"
+    assert run["distillation"]["best_val_fused"] >= 0.9, run["distillation"]["history"]
+
+    proc = edgemm("export", "student.safetensors", "--data", "data/test", "--to", "onnx", "--int8", "-o", "student.edgemm", cwd=example)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((example / "student.edgemm" / "manifest.json").read_text())
+    assert [i["name"] for i in manifest["contract"]["inputs"]] == ["image", "audio", "present"] and tuple(manifest["contract"]["labels"]) == LABELS
+    arts = {a["file"]: a["verification"] for a in manifest["artifacts"]}
+    assert arts["model.onnx"]["passed"] and arts["model.onnx"]["accuracy"]["fused"] >= 0.9
+    assert arts["model.int8.onnx"]["passed"] and arts["model.int8.onnx"]["budget_met"], arts["model.int8.onnx"]
+
+    proc = edgemm("distill", "--teacher", "models.py:build_embedder", "--weights", "weights.safetensors", "--spec", "embedder.yaml",
+                  "--data", "unlabelled", "--val", "data/val", "--epochs", "15", "-o", "embedder-student.safetensors", "-q", cwd=example)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    student = json.loads((example / "embedder-student.json").read_text())
+    assert student["model"]["num_classes"] == 0 and student["model"]["embedding_dim"] == 32  # the teacher's space, no classes
+    assert student["distillation"]["best_val_fused"] >= 0.9  # 1-nearest-neighbour accuracy on the labelled val folder
+    proc = edgemm("export", "embedder-student.safetensors", "--data", "data/test", "--to", "onnx", "-o", "embedder-student.edgemm", cwd=example)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((example / "embedder-student.edgemm" / "manifest.json").read_text())
+    assert manifest["contract"]["outputs"]["logits"] is None and manifest["artifacts"][0]["verification"]["min_cosine"] >= 0.9999
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path
@@ -198,6 +236,21 @@ def test_cli_refuses_bad_input_without_a_traceback(tmp_path):
     assert "typo.yaml: audio: unknown key 'samplerate'" in proc.stderr
     proc = edgemm("export", "--model", f"{EXAMPLE / 'models.py'}:build", "--spec", EXAMPLE / "model.yaml", "-o", tmp_path / "b")
     assert proc.returncode == 2 and "--model needs --spec" in proc.stderr and not (tmp_path / "b").exists()
+
+
+def test_distill_refuses_what_it_cannot_teach_by_name(tmp_path):
+    from edgemm.distill import DistillError, check_distillable
+
+    model = f"{EXAMPLE / 'models.py'}:build"
+    proc = edgemm("distill", "--teacher", model, "--spec", EXAMPLE / "model.yaml", "-o", tmp_path / "s.safetensors")
+    assert proc.returncode == 2 and "needs --spec (its contract) and --data" in proc.stderr and "Traceback" not in proc.stderr
+    proc = edgemm("distill", "--teacher", model, "--spec", EXAMPLE / "model.yaml", "--data", tmp_path / "none", "-o", tmp_path / "s.safetensors")
+    assert proc.returncode == 2 and "none: not a data source" in proc.stderr and not (tmp_path / "s.safetensors").exists()
+    spec = load_spec(EXAMPLE / "model.yaml")
+    with pytest.raises(DistillError, match="takes only image: the student needs an image and a sound"):
+        check_distillable(replace(spec, audio=None))
+    with pytest.raises(DistillError, match="requires every modality"):
+        check_distillable(replace(spec, missing="required"))
 
 
 def test_a_model_that_fixes_its_batch_is_caught_at_export(tmp_path):
