@@ -45,7 +45,7 @@ def main() -> None:
     print()
     print(render_targets(format_targets(manifest, rows, eager.name)))
     for f in manifest.failures:
-        print(f"not produced here: {f['format']} {f['precision']}: {f['error']}")
+        print(f"not produced here: {f.name}: {f.error}")
     print(f"plot: {plot_bench(rows, Path(args.plot), title)}")
 
 

@@ -155,8 +155,8 @@ def _report(manifest, done: str) -> int:
     """Print the artifact table and what failed; exit status 1 when anything did."""
     print(_artifact_table(manifest))
     for f in manifest.failures:
-        print(f"not produced: {f['format']} {f['precision']} ({f['stage']}): {f['error']}")
-    failed = [a.file for a in manifest.artifacts if not a.verified] + [f"{f['format']} {f['precision']}" for f in manifest.failures]
+        print(f"not produced: {f.name} ({f.stage}): {f.error}")
+    failed = [a.file for a in manifest.artifacts if not a.verified] + [f.name for f in manifest.failures]
     if failed:
         print(f"edgemm: error: not verified or not produced: {', '.join(failed)} (the rest of the bundle is usable)", file=sys.stderr)
         return 1
@@ -292,9 +292,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(line)
     print(_artifact_table(manifest))
     for f in manifest.failures:
-        print(f"not produced: {f['format']} {f['precision']} ({'skipped' if f.get('skipped') else 'failed'} at {f['stage']}): {f['error']}")
-        if f.get("on_device"):
-            print(f"  on the device: {f['on_device']}   or, inside the bundle folder: {f['trtexec']}")
+        print(f"not produced: {f.name} ({'skipped' if f.skipped else 'failed'} at {f.stage}): {f.error}")
+        if f.on_device:
+            print(f"  on the device: {f.on_device}   or, inside the bundle folder: {f.trtexec}")
     _print_checks(Path(args.bundle))
     return 0
 

@@ -109,12 +109,12 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     print(render_bench(bench_rows, title, baseline=eager.name))
     bench_goals = format_targets(manifest, bench_rows, eager.name)
     bench_goals.append(Target("every artifact produced here verified on this machine", _unverified(manifest) or "all verified", not _unverified(manifest)))
-    broken = [f"{f['format']} {f['precision']} ({f['error']})" for f in manifest.failures if not f.get("skipped")]
+    broken = [f"{f.name} ({f.error})" for f in manifest.failures if not f.skipped]
     bench_goals.append(Target("every format produced (skipped only where this machine lacks a package or a GPU)", "; ".join(broken) or "all", not broken))
     print(render_targets(bench_goals))
     say(f"plot: {plot_bench(bench_rows, out / 'bench.png', title)}")
     for f in manifest.failures:
-        say(f"not built here: {f['format']} {f['precision']}: {f['error']}" + (f"\n      on the device: {f['on_device']}" if "on_device" in f else ""))
+        say(f"not built here: {f.name}: {f.error}" + (f"\n      on the device: {f.on_device}" if f.on_device else ""))
 
     print("7/8 a prediction from files with the torch-free runtime")
     auto = _usable(bundle, threads, say, precision="int8") or load_bundle(bundle, threads=threads)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError, one_line
-from edgemm.runtimes.manifest import Artifact
+from edgemm.runtimes.manifest import Artifact, Failure
 from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage, describe
@@ -110,10 +110,10 @@ def parse_formats(spec: str) -> list[ExportFormat]:
     return [FORMATS[n] for n in dict.fromkeys(names)]
 
 
-def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, skipped: bool = False, **details) -> None:
+def record_failure(stage: BundleStage, fmt: str, precision: str, step: str, error: str, log=print, skipped: bool = False, **device) -> None:
     """Note a format/precision that could not be produced in the manifest (and the log), never raise.
     `skipped`: not attempted because this machine lacks what it needs (a package, a GPU, the checkpoint)."""
-    stage.manifest.failures.append({"format": fmt, "precision": precision, "stage": step, "error": error, "skipped": skipped, **details})
+    stage.manifest.failures.append(Failure(fmt, precision, step, error, skipped, **device))
     log(f"{fmt} {precision}: {'skipped' if skipped else step + ' failed'}: {error}")
 
 

@@ -97,7 +97,7 @@ def build_engines(stage: BundleStage, bundle: Path, reference: ReferenceSet, log
         if source not in verified:
             continue
         file = engine_file(precision)
-        stage.manifest.failures = [f for f in stage.manifest.failures if (f["format"], f["precision"]) != (fmt.name, precision)]
+        stage.manifest.failures = [f for f in stage.manifest.failures if (f.format, f.precision) != (fmt.name, precision)]
         if reason:
             command = trtexec_command(precision, stage.manifest)
             record_failure(stage, fmt.name, precision, "build", reason, log, skipped=True, trtexec=command, on_device=f"edgemm build-engine {bundle}")

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,32 @@ class Artifact:
 
 
 @dataclass
+class Failure:
+    """A format and precision an export could not produce: the step that failed and why; `skipped` when it was
+    not attempted because this machine lacks what it needs (a package, a GPU, the checkpoint). A device build
+    left to the device says how to run it there (`on_device`, and the vendor tool's command line `trtexec`)."""
+
+    format: str
+    precision: str
+    stage: str
+    error: str
+    skipped: bool = False
+    on_device: str | None = None
+    trtexec: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.format} {self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Failure":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
 class Manifest:
     """Everything the runtime needs to know about a bundle, as stored in `manifest.json`: the model's contract
     (inputs, preprocessing, missing-modality convention, outputs, labels), its artifacts and what failed."""
@@ -116,7 +142,7 @@ class Manifest:
     model: dict[str, Any]
     contract: ModelContract
     artifacts: list[Artifact] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)  # exports that produced no artifact, and why
+    failures: list[Failure] = field(default_factory=list)  # exports that produced no artifact, and why
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -137,7 +163,7 @@ class Manifest:
             "model": self.model,
             "contract": self.contract.to_dict(),
             "artifacts": [a.to_dict() for a in self.artifacts],
-            "failures": self.failures,
+            "failures": [f.to_dict() for f in self.failures],
         }
 
     @classmethod
@@ -156,7 +182,7 @@ class Manifest:
                 model=dict(data["model"]),
                 contract=contract,
                 artifacts=[Artifact.from_dict(a) for a in data.get("artifacts", [])],
-                failures=list(data.get("failures", [])),
+                failures=[Failure.from_dict(f) for f in data.get("failures", [])],
             )
         except ContractError as exc:
             raise BundleError(f"{source}: {exc}") from exc

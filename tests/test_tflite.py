@@ -98,8 +98,8 @@ def test_tflite_int8_needs_the_checkpoint(tflite_bundle):
     from edgemm.quantizing import quantize_bundle
 
     manifest = quantize_bundle(tflite_bundle, "av-digits", Int8Options(max_drop=100.0), size=20, log=lambda _: None)
-    failure = next(f for f in manifest.failures if f["format"] == "tflite")
-    assert failure["precision"] == "int8" and failure["skipped"] and "give --checkpoint" in failure["error"]
+    failure = next(f for f in manifest.failures if f.format == "tflite")
+    assert failure.precision == "int8" and failure.skipped and "give --checkpoint" in failure.error
     assert "model.int8.onnx" in [a.file for a in manifest.artifacts]  # the other INT8 artifacts are still made (and judged)
 
 
