@@ -1,11 +1,12 @@
 """Quantization-aware fine-tuning: the fallback when post-training INT8 cannot meet the accuracy budget.
 
 Fake quantization is placed where onnxruntime's QDQ export puts Q/DQ pairs: the weights of every
-Conv2d/Linear (per-channel symmetric int8), their input activations and their outputs (for a conv,
+Conv1d/Conv2d/Linear (per-channel symmetric int8), their input activations and their outputs (for a conv,
 after the batch norm that the export folds into it), per-tensor symmetric int8 with ranges calibrated
-on the same samples as the export. Batch norm statistics are frozen, and the student is fine-tuned for a few epochs against its own fp32 outputs (KD) and the
-labels. The adapted weights are then exported and quantized post-training as usual: the weights have
-learned to sit where int8 rounding costs the least.
+on the same samples as the export. Batch norm statistics are frozen, and the model — any model with a
+contract, fed through it — is fine-tuned for a few epochs against its own fp32 outputs (KD, or cosine for an
+embedding) and the labels where the data has them. The adapted weights are then exported and quantized
+post-training as usual: the weights have learned to sit where int8 rounding costs the least.
 """
 from __future__ import annotations
 
@@ -20,11 +21,17 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from edgemm.calibration import CalibrationSet
-from edgemm.checkpoint import Checkpoint
-from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.distill import kd_loss
-from edgemm.runtimes.modalities import MODALITY_PATTERNS
-from edgemm.train import accuracy, random_presence, to_tensors
+from edgemm.export.source import (
+    ContractModule,
+    ExportSource,
+    canonical_outputs,
+    torch_infer,
+)
+from edgemm.runtimes.contract import ModelContract
+from edgemm.runtimes.reference import ReferenceSet
+from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
+from edgemm.train import Tensors, random_presence
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class ActivationFakeQuant:
 
 
 def _quantizable(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
 
 
 def _output_points(model: nn.Module) -> list[nn.Module]:
@@ -92,23 +99,32 @@ def _output_points(model: nn.Module) -> list[nn.Module]:
     for seq in (m for m in model.modules() if isinstance(m, nn.Sequential)):
         layers = list(seq)
         for i, layer in enumerate(layers):
-            if isinstance(layer, nn.Conv2d):
+            if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
                 follows = layers[i + 1] if i + 1 < len(layers) else None
-                points.append(follows if isinstance(follows, nn.BatchNorm2d) else layer)
+                points.append(follows if isinstance(follows, (nn.BatchNorm1d, nn.BatchNorm2d)) else layer)
     return points + [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
-def qat_finetune(student: Checkpoint, calibration: CalibrationSet, config: QATConfig = QATConfig(), progress: bool = True) -> Checkpoint:
-    """Fine-tune a copy of `student` with int8 fake quantization, activation ranges calibrated on the
-    same `calibration` set the INT8 export uses; returns it without the fake-quant ops."""
+def presence(contract: ModelContract, n: int, p_drop: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2) presence rows: modality dropout where the contract allows every pattern, else its only pattern."""
+    if len(contract.patterns) == 3:
+        return random_presence(n, p_drop, generator)
+    return torch.tensor(next(iter(contract.patterns.values()))).expand(n, 2)
+
+
+def qat_finetune(
+    source: ExportSource, train: Tensors, held_out: ReferenceSet, calibration: CalibrationSet, config: QATConfig = QATConfig(), progress: bool = True
+) -> tuple[nn.Module, dict]:
+    """Fine-tune a copy of `source`'s model with int8 fake quantization, activation ranges calibrated on the
+    same `calibration` set the INT8 export uses, against its own fp32 outputs (KD on class scores, cosine on an
+    embedding) and the labels where `train` has them, fed through its contract; scored each epoch on
+    `held_out`. Returns the tuned model without the fake-quant ops, and the record of the run."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    data_cfg = config_from_record(student.record.get("data", {}))
-    train = to_tensors(load_split("train", data_cfg), student.image, student.audio)
-    val = to_tensors(load_split("val", data_cfg), student.image, student.audio)
-    reference = copy.deepcopy(student.model).eval()
-    model = copy.deepcopy(student.model)
+    contract = source.contract
+    reference = ContractModule(copy.deepcopy(source.model), contract).eval()
+    model = copy.deepcopy(source.model)
     quantizers, hooks = [], []
     for layer in _quantizable(model):
         parametrize.register_parametrization(layer, "weight", WeightFakeQuant(config.per_channel, config.reduce_range))
@@ -123,36 +139,44 @@ def qat_finetune(student: Checkpoint, calibration: CalibrationSet, config: QATCo
             model(*(torch.from_numpy(x) for x in feed.values()))  # the contract's input order: the model's arguments
     for quantizer in quantizers:
         quantizer.calibrating = False
+    net = ContractModule(model, contract)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    score = accuracy_by_mode if held_out.labelled else agreement_by_mode
     history = []
     steps = config.epochs * -(-len(train.labels) // config.batch_size)
     bar = tqdm(total=steps, desc="qat", unit="step", disable=not progress)
     for epoch in range(config.epochs):
         model.train()
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
             bn.eval()  # frozen statistics: the export folds them into the convs
         order = torch.randperm(len(train.labels), generator=generator)
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
-            present = random_presence(len(idx), config.modality_dropout, generator)
+            batch = (train.image[idx], train.audio[idx], presence(contract, len(idx), config.modality_dropout, generator))
             with torch.no_grad():
-                target = reference(train.image[idx], train.audio[idx], present)[0]
-            logits = model(train.image[idx], train.audio[idx], present)[0]
-            loss = F.cross_entropy(logits, train.labels[idx]) + kd_loss(logits, target, config.temperature)
+                target = canonical_outputs(reference, contract, *batch)
+            out = canonical_outputs(net, contract, *batch)
+            if "logits" in out:
+                y = train.labels[idx]
+                known = y >= 0
+                loss = kd_loss(out["logits"], target["logits"], config.temperature)
+                loss = loss + (F.cross_entropy(out["logits"][known], y[known]) if known.any() else 0.0)
+            else:
+                loss = (1 - F.cosine_similarity(out["embedding"], target["embedding"], dim=1)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             bar.update(1)
-        val_acc = {mode: round(accuracy(model, val, mode), 4) for mode in MODALITY_PATTERNS}
-        history.append({"epoch": epoch + 1, **val_acc})
-        bar.write(f"qat epoch {epoch + 1}/{config.epochs}: val (fake-quant) " + "  ".join(f"{k} {v:.3f}" for k, v in val_acc.items()))
+        model.eval()
+        val = score(run_model(torch_infer(model, contract), held_out), held_out)
+        history.append({"epoch": epoch + 1, **val})
+        bar.write(f"qat epoch {epoch + 1}/{config.epochs}: held-out (fake-quant) " + "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
     bar.close()
     for hook in hooks:
         hook.remove()
     for layer in _quantizable(model):
         parametrize.remove_parametrizations(layer, "weight", leave_parametrized=False)
-    record = {**student.record, "qat": {**config.__dict__, "history": history, "seconds": round(time.perf_counter() - started, 1)}}
-    return Checkpoint(model.eval(), student.model_config, student.image, student.audio, student.labels, record)
+    return model.eval(), {**config.__dict__, "history": history, "train_samples": len(train.labels), "seconds": round(time.perf_counter() - started, 1)}
 
 
 __all__ = ["QATConfig", "qat_finetune"]

@@ -6,6 +6,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from edgemm.calibration import (
     CalibrationSet,
 )
@@ -39,6 +42,7 @@ from edgemm.sources import (
     check_source,
     source_from_checkpoint,
 )
+from edgemm.train import Tensors, to_tensors
 
 INT8_FILE = FORMATS["onnx"].int8_file
 
@@ -62,13 +66,23 @@ def held_out_reference(fp32: Path, manifest: Manifest, fallback: CalibrationSet)
     return ReferenceSet.build(run, fallback.image, fallback.audio, fallback.labels, name=f"model.onnx on {fallback.report.source}", rows=rows, fill=fill)
 
 
-def _qat_onnx(checkpoint: Path, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]) -> dict:
-    """Fine-tune the bundle's own checkpoint (checked against the manifest by the caller) with fake quantization
-    and export the adapted weights."""
-    log(f"QAT fallback: {config.epochs} fake-quant epochs from {checkpoint}")
-    tuned = qat_finetune(load_checkpoint(checkpoint), calibration, config, progress=False)
-    export_onnx(source_from_checkpoint(tuned), out)
-    return tuned.record["qat"]
+def qat_train_data(manifest: Manifest, calibration: CalibrationSet) -> Tensors:
+    """What the QAT fallback fine-tunes on: the built-in data set's train split for a model trained on it, else
+    the calibration samples (labels where they have them, the fp32 model's own answers always)."""
+    if manifest.model.get("data", {}).get("name") == BUILTIN:
+        return to_tensors(load_split("train", config_from_record(manifest.model["data"])), manifest.image, manifest.audio)
+    return Tensors(torch.from_numpy(calibration.image), torch.from_numpy(calibration.audio), torch.from_numpy(np.asarray(calibration.labels, np.int64)))
+
+
+def _qat_onnx(
+    source: ExportSource, train: Tensors, held_out: ReferenceSet, calibration: CalibrationSet, out: Path, config: QATConfig, log: Callable[[str], None]
+) -> dict:
+    """Fine-tune the bundle's own model (checked against the manifest by the caller) with fake quantization and
+    export the adapted weights."""
+    log(f"QAT fallback: {config.epochs} fake-quant epochs on {len(train.labels)} samples")
+    tuned, record = qat_finetune(source, train, held_out, calibration, config, progress=False)
+    export_onnx(ExportSource(tuned, source.contract, source.info), out)
+    return record
 
 
 def _converter_int8(
@@ -145,17 +159,15 @@ def quantize_bundle(
     with BundleStage(bundle, manifest) as stage:
         guard = guarded_quantize(stage.path / fp32.name, stage.path / INT8_FILE, calibration, held_out, options, log)
         qat_record = None
-        builtin_data = (manifest.model.get("data") or {}).get("name") == BUILTIN
-        if not guard.within_budget and checkpoint is not None and not builtin_data:
-            log("PTQ cannot meet the budget, and the QAT fallback fine-tunes on the built-in data set this model was not trained on")
-        elif not guard.within_budget and checkpoint is not None:
+        if not guard.within_budget and source is not None:
             qat = replace(qat, per_channel=options.per_channel, reduce_range=guard.config.reduce_range)
             same_config = replace(options, config=guard.config.name)  # the weights adapt to this configuration: keep it
             with tempfile.TemporaryDirectory(prefix="edgemm-qat-") as tmp:
-                qat_record = _qat_onnx(Path(checkpoint), calibration, Path(tmp) / "qat.onnx", qat, log)
+                qat_record = _qat_onnx(source, qat_train_data(manifest, calibration), held_out, calibration, Path(tmp) / "qat.onnx", qat, log)
                 guard = guarded_quantize(Path(tmp) / "qat.onnx", stage.path / INT8_FILE, calibration, held_out, same_config, log)
         elif not guard.within_budget:
-            log("PTQ cannot meet the budget; give --checkpoint (the bundle's fp32 checkpoint) for the QAT fallback")
+            log("PTQ cannot meet the budget; for the QAT fallback give --checkpoint (the bundle's fp32 checkpoint), or export your "
+                "own model with --model ... --int8")  # fmt: skip
         add_verified(
             stage, FORMATS["onnx"], INT8_FILE, "int8", held_out, budget_met=guard.within_budget,
             quantization={

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgemm.runtimes.contract import ModelContract
+from edgemm.runtimes.contract import OUTPUTS, ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.reference import Infer
 from torch import nn
@@ -62,6 +62,21 @@ class ExportSource:
         gen = torch.Generator().manual_seed(seed)
         mask = self.contract.mask_input if self.contract.missing == "presence-mask" else None
         return {name: torch.ones(shape) if name == mask else torch.randn(*shape, generator=gen) for name, shape in self.contract.input_shapes(batch).items()}
+
+
+def canonical_outputs(module: ContractModule, contract: ModelContract, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A contract module's canonical outputs (`logits`, `embedding`) on canonical torch batches — the absent
+    modality filled, the mask and image layout as the contract says — differentiably (for fine-tuning)."""
+    feeds = {}
+    for k, (modality, x, name) in enumerate((("image", image, contract.image_input), ("audio", audio, contract.audio_input))):
+        if getattr(contract, modality) is not None:
+            keep = present[:, k].reshape((-1,) + (1,) * (x.dim() - 1)) > 0
+            x = torch.where(keep, x, torch.full_like(x, contract.fill))
+            feeds[name] = x.permute(0, 2, 3, 1) if modality == "image" and contract.image_layout == "NHWC" else x
+    if contract.missing == "presence-mask":
+        feeds[contract.mask_input] = present
+    canonical = [c for c, n in zip(OUTPUTS, (contract.logits_output, contract.embedding_output)) if n is not None]
+    return dict(zip(canonical, module(*(feeds[n] for n in contract.input_names))))
 
 
 def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:

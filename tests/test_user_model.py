@@ -177,6 +177,14 @@ def test_user_teacher_distilled_from_unlabelled_data_into_an_exportable_student(
     arts = {a["file"]: a["verification"] for a in manifest["artifacts"]}
     assert arts["model.onnx"]["passed"] and arts["model.onnx"]["accuracy"]["fused"] >= 0.9
     assert arts["model.int8.onnx"]["passed"] and arts["model.int8.onnx"]["budget_met"], arts["model.int8.onnx"]
+    # the QAT fallback on a model not trained on the built-in data: it fine-tunes on the calibration samples, through the
+    # contract (the 1-D waveform convs included), when PTQ cannot meet a budget of zero with 8-bit weights
+    proc = edgemm("quantize", "student.edgemm", "--calib", "data/test", "--max-drop", "0", "--max-float", "0", "--int8-config", "s8s8-w8",
+                  "--checkpoint", "student.safetensors", "--qat-epochs", "1", cwd=example)  # fmt: skip
+    assert "Traceback" not in proc.stderr and "QAT fallback: 1 fake-quant epochs on 120 samples" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    qat = json.loads((example / "student.edgemm" / "manifest.json").read_text())
+    record = next(a for a in qat["artifacts"] if a["file"] == "model.int8.onnx")["extra"]["quantization"]["qat"]
+    assert len(record["history"]) == 1 and record["train_samples"] == 120 and set(record["history"][0]) >= {"fused", "image_only", "audio_only"}
 
     proc = edgemm("distill", "--teacher", "models.py:build_embedder", "--weights", "weights.safetensors", "--spec", "embedder.yaml",
                   "--data", "unlabelled", "--val", "data/val", "--epochs", "15", "-o", "embedder-student.safetensors", "-q", cwd=example)  # fmt: skip
