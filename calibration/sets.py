@@ -121,6 +121,7 @@ def from_arrays(
     labels = np.full(len(images), -1) if labels is None else np.asarray(labels)
     index = select(labels, size, seed)
     report = CalibrationReport(source, available=len(images))
-    imgs = [preprocess_image(images[i], contract.image) for i in index]
-    auds = [preprocess_audio(audios[i], sample_rate, contract.audio) for i in index]
+    nothing = np.zeros(0, np.float32)  # a modality the model does not take
+    imgs = [preprocess_image(images[i], contract.image) if contract.image else nothing for i in index]
+    auds = [preprocess_audio(audios[i], sample_rate, contract.audio) if contract.audio else nothing for i in index]
     return finish(imgs, auds, [int(labels[i]) for i in index], report, contract)

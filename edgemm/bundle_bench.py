@@ -124,7 +124,7 @@ def render_bench(rows: list[BenchRow], title: str, baseline: str | None = None) 
             body.append([s.name, s.format, s.precision, s.backend, f"{s.bytes / 1e6:.3f}", s.verification, *(["-"] * (len(headers) - 6))])
             continue
         line = [s.name, s.format, s.precision, s.backend, f"{s.bytes / 1e6:.3f}", s.verification,
-                *(f"{r.accuracy[m]:.3f}" for m in MODALITY_PATTERNS), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}", f"{r.throughput:,.0f}"]  # fmt: skip
+                *(f"{r.accuracy[m]:.3f}" if m in r.accuracy else "-" for m in MODALITY_PATTERNS), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}", f"{r.throughput:,.0f}"]  # fmt: skip
         line += [f"{base / r.p50_ms:.1f}x"] if base else []
         body.append(line)
     notes = [f"  {r.subject.name}: not run here: {r.subject.note}" for r in rows if r.p50_ms is None and r.subject.note]
@@ -207,17 +207,17 @@ def format_targets(manifest: Manifest, rows: list[BenchRow], baseline: str) -> l
     """Issue 4's targets, measured: verification numbers from the manifest, speed from the bench rows."""
 
     def worst(precision: str, key: str, pick=max) -> tuple[float, str]:
-        arts = [a for a in manifest.artifacts if a.precision == precision and key in a.verification]
+        arts = [a for a in manifest.artifacts if a.precision == precision and getattr(a.verification, key) is not None]
         if not arts:
             return float("nan"), "none"
-        art = pick(arts, key=lambda a: a.verification[key])
-        return art.verification[key], art.file
+        art = pick(arts, key=lambda a: getattr(a.verification, key))
+        return getattr(art.verification, key), art.file
 
     fp32, fp32_file = worst("fp32", "max_abs_diff")
     fp16, fp16_file = worst("fp16", "max_abs_diff")
     fp16_rel, _ = worst("fp16", "max_rel_diff")
     int8 = [a for a in manifest.artifacts if a.precision == "int8"]
-    agree = min((a.verification.get("top1_agreement_by_mode", {}).get("fused", 0.0) for a in int8), default=float("nan"))
+    agree = min((a.verification.top1_agreement_by_mode.get("fused", 0.0) for a in int8), default=float("nan"))
     drop = max((a.extra.get("quantization", {}).get("drop_points", np.inf) for a in int8), default=float("nan"))
     base = next(r.p50_ms for r in rows if r.subject.name == baseline)
     cpu = [r for r in rows if r.p50_ms is not None and r.subject.backend not in ("tensorrt", "torch")]

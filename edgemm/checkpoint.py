@@ -31,18 +31,21 @@ class Checkpoint:
 
     model: nn.Module
     model_config: dict[str, Any]
-    image: ImageSpec
-    audio: AudioSpec
+    image: ImageSpec | None  # None: the model takes no image
+    audio: AudioSpec | None
     labels: list[str]
     record: dict[str, Any] = field(default_factory=dict)  # data/training settings and results
 
     @property
     def contract(self) -> ModelContract:
-        """The built-in interface: image, audio and a presence mask in; logits (unless the model has no classes: a
-        student of an embedding teacher) and the fused embedding out."""
+        """The built-in interface: image, audio and a presence mask in (a student of a teacher without one of them, or
+        that requires both, takes what it takes and no mask); logits (unless the model has no classes: a student of
+        an embedding teacher) and the fused embedding out."""
         dim = self.model_config.get("embedding_dim")
         logits = "logits" if self.model_config.get("num_classes", len(self.labels)) else None
-        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None, logits_output=logits)
+        masked = self.model_config.get("presence_input", True)
+        return ModelContract(image=self.image, audio=self.audio, labels=tuple(self.labels), embedding_dim=int(dim) if dim else None, logits_output=logits,
+                             missing="presence-mask" if masked else "required", mask_input="present" if masked else None)  # fmt: skip
 
 
 def sidecar(path: Path) -> Path:
@@ -70,7 +73,7 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": ckpt.model_config,
-        "preprocessing": {"image": ckpt.image.to_dict(), "audio": ckpt.audio.to_dict()},
+        "preprocessing": {"image": ckpt.image and ckpt.image.to_dict(), "audio": ckpt.audio and ckpt.audio.to_dict()},
         "labels": ckpt.labels,
         **ckpt.record,
     }
@@ -105,8 +108,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(
         model=model.eval(),
         model_config=meta["model"],
-        image=ImageSpec.from_dict(meta["preprocessing"]["image"]),
-        audio=AudioSpec.from_dict(meta["preprocessing"]["audio"]),
+        image=ImageSpec.from_dict(meta["preprocessing"]["image"]) if meta["preprocessing"]["image"] else None,
+        audio=AudioSpec.from_dict(meta["preprocessing"]["audio"]) if meta["preprocessing"]["audio"] else None,
         labels=list(meta["labels"]),
         record=record,
     )

@@ -269,14 +269,13 @@ def _artifact_table(manifest) -> str:
     rows = []
     for a in manifest.artifacts:
         v = a.verification
-        acc = v.get("accuracy", {})
+        acc = v.accuracy
         rows.append([
-            a.file, a.format, a.precision, f"{a.total_bytes / 1e6:.2f}",
-            "passed" if a.verified else f"FAILED {v.get('error', '')}".strip(),
-            _closeness(v), f"{v['top1_agreement']:.2%}" if "top1_agreement" in v else "-",
-            f"{acc['fused']:.3f}" if acc else "-",
+            a.file, a.format, a.precision, f"{a.total_bytes / 1e6:.2f}", "passed" if a.verified else f"FAILED {v.error}".strip(),
+            _closeness(v.to_dict()), f"{v.top1_agreement:.2%}" if v.top1_agreement is not None else "-",
+            f"{next(iter(acc.values())):.3f}" if acc else "-",
         ])  # fmt: skip
-    return format_table(["artifact", "format", "precision", "MB", "verification", CLOSENESS, "agree", "acc (fused)"], rows)
+    return format_table(["artifact", "format", "precision", "MB", "verification", CLOSENESS, "agree", "acc (1st pattern)"], rows)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

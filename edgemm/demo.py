@@ -80,8 +80,8 @@ def run_demo(out: Path, retrain: bool = False, threads: int = 2) -> int:
     manifest = export_checkpoint(student_path, FORMATS_SPEC, bundle, log=say, int8_calib="av-digits", int8=Int8Options(max_drop=1.0))
     for art in manifest.artifacts:
         v = art.verification
-        say(f"{art.file}: {'verified' if art.verified else 'FAILED (' + art.failure + ')'} ({v.get('backend', '?')}) "
-            f"against {v.get('reference', '?')}: max |Δ logits| {v.get('max_abs_diff', float('nan')):.1e}, top-1 agreement {v.get('top1_agreement', 0):.2%}")  # fmt: skip
+        say(f"{art.file}: {'verified' if art.verified else 'FAILED (' + art.failure + ')'} ({v.backend or '?'}) against {v.reference or '?'}: "
+            f"max |Δ logits| {v.max_abs_diff if v.max_abs_diff is not None else float('nan'):.1e}, top-1 agreement {v.top1_agreement or 0:.2%}")  # fmt: skip
     q = manifest.artifact(INT8_FILE).extra["quantization"] if INT8_FILE in {a.file for a in manifest.artifacts} else None
     if q:
         say(f"{INT8_FILE}: chosen by measurement on every int8 kernel family: {q['config_reason'].split(' — ')[0]}; weights {q['config']['weights']}")

@@ -31,16 +31,11 @@ from edgemm.export.source import ExportSource, torch_infer
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import to_plain
 from edgemm.runtimes.contract import ModelContract
-from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
 from edgemm.runtimes.reference import Infer, ReferenceSet
 from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
-from edgemm.train import Tensors, random_presence, to_tensors
-
-
-class DistillError(EdgemmError):
-    """A teacher or data set the student cannot be distilled from."""
+from edgemm.train import Tensors, presence, to_tensors
 
 
 @dataclass(frozen=True)
@@ -97,15 +92,6 @@ def samples_data(train: Any, val: Any | None, record: dict[str, Any]) -> Distill
     return DistillData(as_tensors(train), as_tensors(val) if val is not None else None, record)
 
 
-def check_distillable(contract: ModelContract) -> None:
-    """The student takes an image and a sound and learns the teacher's answer to every modality pattern."""
-    if contract.image is None or contract.audio is None:
-        raise DistillError(f"the teacher takes only {', '.join(contract.modalities)}: the student needs an image and a sound")
-    if contract.missing == "required":
-        raise DistillError("the teacher's contract requires every modality, so it cannot teach the single-modality answers "
-                           "the student gives (missing: presence-mask or zeros)")  # fmt: skip
-
-
 def digest(teacher: nn.Module, data: Tensors, contract: ModelContract) -> str:
     """What the teacher's outputs depend on: its class and weights, its contract (the outputs read, the patterns and
     fill fed) and the samples."""
@@ -141,11 +127,13 @@ def teacher_outputs(infer: Infer, data: Tensors, contract: ModelContract, key: s
 
 
 def student_config(contract: ModelContract, base: StudentConfig, teacher_dim: int | None) -> StudentConfig:
-    """The student for a contract: its input shapes, its class count (0 without class scores) and, for a teacher
-    that gives only an embedding, that embedding's size (the student reproduces its space)."""
+    """The student for a contract: the modalities it takes and their shapes, a presence input where every pattern
+    can occur, its class count (0 without class scores) and, for a teacher that gives only an embedding, that
+    embedding's size (the student reproduces its space)."""
     classes = len(contract.labels) if contract.logits_output else 0
-    return replace(base, image_shape=contract.image.shape, audio_shape=contract.audio.shape, num_classes=classes,
-                   embedding_dim=base.embedding_dim if classes else int(teacher_dim))  # fmt: skip
+    return replace(base, image_shape=contract.image.shape if contract.image else (), audio_shape=contract.audio.shape if contract.audio else (),
+                   num_classes=classes, embedding_dim=base.embedding_dim if classes else int(teacher_dim),
+                   presence_input=len(contract.patterns) == 3)  # fmt: skip
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -176,7 +164,6 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     """Distil `teacher` into a student sized from its contract, on `data`; returns the best-on-validation student."""
     started = time.perf_counter()
     contract = teacher.contract
-    check_distillable(contract)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -202,7 +189,7 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     score = accuracy_by_mode if held_out.labelled else agreement_by_mode
     metric = "accuracy" if held_out.labelled else "agreement with the teacher"
     teacher_val = score(held_out.outputs, held_out)
-    first = next(iter(contract.patterns))
+    first, rows = next(iter(contract.patterns)), torch.tensor(list(contract.patterns.values()))
     history, best, best_state, stale = [], -1.0, None, 0
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="distill", unit="step", disable=not progress)
     for epoch in range(config.epochs):
@@ -211,8 +198,8 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
         order = torch.randperm(len(train.labels), generator=generator)
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
-            present = random_presence(len(idx), config.modality_dropout, generator)
-            pattern = ((1 - present[:, 1]) + 2 * (1 - present[:, 0])).long()  # row in the contract's pattern order
+            present = presence(contract, len(idx), config.modality_dropout, generator)
+            pattern = (present[:, None, :] == rows[None]).all(-1).float().argmax(1)  # its teacher outputs' row
             logits, emb, aux_img, aux_aud = student.forward_train(train.image[idx], train.audio[idx], present)
             y = train.labels[idx]
             known = y >= 0
@@ -220,7 +207,8 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
             if logits is not None and known.any():
                 terms["ce"] = config.ce_weight * F.cross_entropy(logits[known], y[known])
                 terms["aux"] = config.aux_weight * sum(
-                    (F.cross_entropy(aux[known], y[known], reduction="none") * present[known, k]).mean() for k, aux in enumerate((aux_img, aux_aud))
+                    (F.cross_entropy(aux[known], y[known], reduction="none") * present[known, k]).mean()
+                    for k, aux in enumerate((aux_img, aux_aud)) if aux is not None
                 )
             if t_logits is not None:
                 terms["kd"] = config.kd_weight * kd_loss(logits, t_logits[pattern, idx], config.temperature)

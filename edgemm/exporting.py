@@ -129,7 +129,7 @@ def verify_bundle(bundle: str | Path, checkpoint: str | Path, samples: int = REF
     with BundleStage(bundle, manifest) as stage:
         for art in manifest.artifacts:
             result = verify_artifact(stage.path, art.file, art.precision, reference, FORMATS[art.format].backend)
-            art.verification = with_budget(result, art.verification.get("budget_met"))
+            art.verification = with_budget(result, art.verification.budget_met)
             log(f"{art.file}: {'passed' if art.verified else 'FAILED'}")
         confirm_on_this_machine(stage, log)
         stage.commit()

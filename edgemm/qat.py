@@ -28,10 +28,9 @@ from edgemm.export.source import (
     canonical_outputs,
     torch_infer,
 )
-from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
-from edgemm.train import Tensors, random_presence
+from edgemm.train import Tensors, presence
 
 
 @dataclass(frozen=True)
@@ -103,13 +102,6 @@ def _output_points(model: nn.Module) -> list[nn.Module]:
                 follows = layers[i + 1] if i + 1 < len(layers) else None
                 points.append(follows if isinstance(follows, (nn.BatchNorm1d, nn.BatchNorm2d)) else layer)
     return points + [m for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def presence(contract: ModelContract, n: int, p_drop: float, generator: torch.Generator) -> torch.Tensor:
-    """(n, 2) presence rows: modality dropout where the contract allows every pattern, else its only pattern."""
-    if len(contract.patterns) == 3:
-        return random_presence(n, p_drop, generator)
-    return torch.tensor(next(iter(contract.patterns.values()))).expand(n, 2)
 
 
 def qat_finetune(

@@ -15,6 +15,7 @@ from edgemm.data.avdigits import LABELS, AVDigitsConfig, Split, load_split
 from edgemm.data.features import fit_audio_norm, split_tensors
 from edgemm.models import build_model, count_parameters
 from edgemm.models.teacher import TeacherConfig
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
 
@@ -71,6 +72,14 @@ def random_presence(n: int, p_drop: float, generator: torch.Generator) -> torch.
     present[u < p_drop, 0] = 0
     present[(u >= p_drop) & (u < 2 * p_drop), 1] = 0
     return present
+
+
+def presence(contract: ModelContract, n: int, p_drop: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2) presence rows a model with `contract` is fed: modality dropout where it allows every pattern, else its
+    only pattern."""
+    if len(contract.patterns) == 3:
+        return random_presence(n, p_drop, generator)
+    return torch.tensor(next(iter(contract.patterns.values()))).expand(n, 2)
 
 
 def train(config: TrainConfig, progress: bool = True) -> Checkpoint:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError, one_line
-from edgemm.runtimes.manifest import Artifact, Failure
+from edgemm.runtimes.manifest import Artifact, Failure, Verification
 from edgemm.runtimes.reference import ReferenceSet
 
 from .bundle import BundleStage, describe
@@ -134,11 +134,11 @@ def add_verified(
     return artifact
 
 
-def with_budget(verification: dict, budget_met: bool | None) -> dict:
+def with_budget(verification: Verification, budget_met: bool | None) -> Verification:
     """A verification result that also needs the accuracy budget (None: no budget applies)."""
     if budget_met is not None:
-        verification["budget_met"] = budget_met
-        verification["passed"] = bool(verification.get("passed")) and budget_met
+        verification.budget_met = budget_met
+        verification.passed = verification.passed and budget_met
     return verification
 
 

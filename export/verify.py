@@ -4,12 +4,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgemm.runtimes.backends import format_backend
 from edgemm.runtimes.backends.tensorrt_backend import EngineMismatchError
 from edgemm.runtimes.errors import BackendUnavailableError, EdgemmError, one_line
 from edgemm.runtimes.machine import backend_version, this_machine, tool_versions
+from edgemm.runtimes.manifest import Verification
 from edgemm.runtimes.model import load_bundle
 from edgemm.runtimes.reference import ReferenceSet
 from edgemm.runtimes.target_check import (
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def verify_artifact(
-    bundle: Path, file: str, precision: str, reference: ReferenceSet, backend: str = "auto") -> dict[str, Any]:
+    bundle: Path, file: str, precision: str, reference: ReferenceSet, backend: str = "auto") -> Verification:
     """Load one artifact of a (staged) bundle by file name and judge it on the reference set; the result
     names the machine and the backend version it was measured with."""
     provenance = {"machine": this_machine().to_dict(), "tools": tool_versions()}
@@ -39,11 +40,9 @@ def verify_artifact(
         outputs = run_model(model.infer, reference)
     except Exception as exc:  # a backend failing on the artifact is a failed verification, never a lost bundle
         reason = str(exc) if isinstance(exc, EdgemmError) else one_line(exc)
-        return {"passed": False, "error": reason, "reason": reason, **provenance}
+        return Verification(passed=False, error=reason, reason=reason, **provenance)
     result = compare(outputs, reference, precision)
-    result["backend"] = model.backend.name
-    result["backend_version"] = backend_version(model.backend.name)
-    return {**result, **provenance}
+    return Verification.from_dict({**result, "backend": model.backend.name, "backend_version": backend_version(model.backend.name), **provenance})
 
 
 def confirm_on_this_machine(stage: "BundleStage", log: Callable[[str], None] = print, only: set[str] | None = None) -> None:
@@ -72,12 +71,12 @@ def confirm_on_this_machine(stage: "BundleStage", log: Callable[[str], None] = p
             measured = {k: v for k, v in compare(outputs, reference, art.precision).items() if k in MEASURED}
             if art.precision == "int8":
                 measured["outputs"] = save_verified_outputs(stage.path, art, outputs)
-            art.verification["reference_check"] = measured
+            art.verification.reference_check = measured
             check = judge(outputs, art, reference, digest, backend, None, "export", time.perf_counter() - started, verified_baseline(stage.path, art))
         checks.append(check)
         if not check.passed:
-            art.verification["passed"] = False
-            art.verification["reason"] = f"failed on the bundle's reference samples: {check.reason}"
+            art.verification.passed = False
+            art.verification.reason = f"failed on the bundle's reference samples: {check.reason}"
             log(f"{check.file}: FAILED on the bundle's reference samples: {check.reason}")
     if checks:
         CheckStore(stage.path).save(checks, keep={a.sha256 for a in manifest.artifacts})

@@ -192,7 +192,8 @@ class ModelContract:
     @classmethod
     def from_spec(cls, spec: dict[str, Any], source: str = "spec") -> "ModelContract":
         """A contract from the user's flat spec (`model.yaml`): image/audio blocks with `input` and preprocessing
-        keys, `missing`, `mask_input`, `fill`, `outputs: {logits, embedding, embedding_dim}`, `labels`, `batch`.
+        keys, `missing` (default presence-mask; `required` for a single-modality model), `mask_input`, `fill`,
+        `outputs: {logits, embedding, embedding_dim}`, `labels`, `batch`.
         Unknown keys are refused by name (a typo must not silently fall back to a default)."""
         if not isinstance(spec, dict):
             raise ContractError(f"{source}: a model spec is a mapping, got {type(spec).__name__}")
@@ -208,7 +209,7 @@ class ModelContract:
                 raise ContractError(f"{source}: the audio spec needs sample_rate (Hz): the rate the model was trained at")
             kwargs.update(audio=AudioSpec.from_dict(block), audio_input=block.get("input", "audio"))
         _block(outputs, "outputs", {"logits", "embedding", "embedding_dim"}, source)
-        missing = spec.get("missing", "presence-mask")
+        missing = spec.get("missing", "presence-mask" if image is not None and audio is not None else "required")
         try:
             return cls(
                 **kwargs, missing=missing, mask_input=spec.get("mask_input", "present") if missing == "presence-mask" else None,

@@ -43,6 +43,48 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass
+class Verification:
+    """An artifact's verdict at export as the manifest keeps it: what `verification.compare` measured against the
+    reference outputs (logits: max |Δ|; an embedding: cosine), agreement and accuracy per modality pattern, the
+    budget, the backend and machine it ran on, and this machine's check on the bundle's reference samples."""
+
+    passed: bool = False
+    reason: str = ""  # why it failed
+    error: str = ""  # the backend could not load or run it
+    samples: int = 0
+    judged_on: str = "logits"  # or "embedding"
+    answers: str = ""
+    reference: str = ""
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    min_cosine: float | None = None
+    mean_cosine: float | None = None
+    agreement_judged_on: str | None = None
+    top1_agreement: float | None = None
+    top1_agreement_by_mode: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    reference_accuracy: dict[str, float] = field(default_factory=dict)
+    drop_points: float | None = None
+    max_drop: float | None = None
+    agreement_with_verified: float | None = None
+    tolerance: dict[str, Any] = field(default_factory=dict)
+    budget_met: bool | None = None  # INT8: within its accuracy budget at quantization
+    backend: str = ""
+    backend_version: str = ""
+    machine: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    reference_check: dict[str, Any] = field(default_factory=dict)  # measured on the bundle's reference samples (INT8: its outputs' file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Verification":
+        """From a manifest entry or `compare`'s result; keys this edgemm does not know are ignored."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
 class Artifact:
     """One model file of a bundle and what its verification measured."""
 
@@ -51,18 +93,18 @@ class Artifact:
     precision: str  # "fp32", "fp16", "int8"
     sha256: str
     bytes: int
-    verification: dict[str, Any] = field(default_factory=dict)
+    verification: Verification = field(default_factory=Verification)
     extra: dict[str, Any] = field(default_factory=dict)
     parts: list[dict[str, Any]] = field(default_factory=list)  # companion files: {file, sha256, bytes}
 
     @property
     def verified(self) -> bool:
-        return bool(self.verification.get("passed"))
+        return self.verification.passed
 
     @property
     def failure(self) -> str:
         """Why its verification failed, in a few words."""
-        return str(self.verification.get("reason") or self.verification.get("error") or "over its accuracy budget")
+        return self.verification.reason or self.verification.error or "over its accuracy budget"
 
     @property
     def total_bytes(self) -> int:
@@ -76,7 +118,7 @@ class Artifact:
             "precision": self.precision,
             "sha256": self.sha256,
             "bytes": self.bytes,
-            "verification": self.verification,
+            "verification": self.verification.to_dict(),
             **({"parts": self.parts} if self.parts else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
@@ -89,7 +131,7 @@ class Artifact:
             precision=data["precision"],
             sha256=data["sha256"],
             bytes=int(data["bytes"]),
-            verification=dict(data.get("verification", {})),
+            verification=Verification.from_dict(data.get("verification", {})),
             extra=dict(data.get("extra", {})),
             parts=list(data.get("parts", [])),
         )

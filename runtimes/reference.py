@@ -26,6 +26,8 @@ def encode_inputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-sample uint8 codes, offset and power-of-two step (offset a multiple of it): decoding is exact in
     float32 for ordinary inputs, and decoded values encode to a grid they lie on exactly."""
     flat = x.reshape(len(x), -1).astype(np.float64)
+    if flat.shape[1] == 0:  # a modality the model does not take
+        return np.zeros(x.shape, np.uint8), np.zeros(len(x), np.float32), np.ones(len(x), np.float32)
     lo, hi = flat.min(1, keepdims=True), flat.max(1, keepdims=True)
     step = 2.0 ** np.ceil(np.log2(np.maximum(hi - lo, 2.0**-60) / 255))
     step = np.where(np.round((hi - np.floor(lo / step) * step) / step) > 255, 2 * step, step)  # the floored offset can cost one code

@@ -60,7 +60,7 @@ class TargetCheck:
 
     def applies_to(self, artifact: Artifact, reference_sha256: str, backend: str, device: str | None) -> bool:
         """Whether this check was made on these very bytes, reference, verified answers, backend version and device."""
-        baseline = artifact.verification.get("reference_check", {}).get("outputs", {}).get("sha256", "") if artifact.precision == "int8" else ""
+        baseline = artifact.verification.reference_check.get("outputs", {}).get("sha256", "") if artifact.precision == "int8" else ""
         return (self.sha256, self.reference_sha256, self.baseline_sha256, self.backend, self.backend_version, self.device) == (
             artifact.sha256, reference_sha256, baseline, backend, backend_version(backend), device or "default",
         )  # fmt: skip
@@ -107,7 +107,7 @@ def max_drop_of(artifact: Artifact) -> float | None:
 def verified_baseline(bundle: Path, artifact: Artifact) -> dict[str, Any] | None:
     """What an INT8 artifact measured on the reference rows where it was verified, with its outputs when the bundle
     keeps them (None for float artifacts: they are judged against the reference outputs directly)."""
-    baseline = artifact.verification.get("reference_check") if artifact.precision == "int8" else None
+    baseline = artifact.verification.reference_check if artifact.precision == "int8" else None
     if not baseline or "outputs" not in baseline:
         return baseline
     path = bundle / baseline["outputs"]["file"]

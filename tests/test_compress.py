@@ -55,7 +55,7 @@ def test_quantize_adds_verified_int8(shipped_bundle_master):
 
     manifest = Manifest.read(shipped_bundle_master)
     art = manifest.artifact(INT8_FILE)
-    q, v = art.extra["quantization"], art.verification
+    q, v = art.extra["quantization"], art.verification.to_dict()
     assert art.precision == "int8" and q["format"] == "QDQ" and q["calibration"]["used"] == 300 and q["calibration"]["stratified"]
     assert art.verified, v
     assert v["top1_agreement_by_mode"]["fused"] >= 0.99 and q["within_budget"] and q["drop_points"] <= 1.0
@@ -83,7 +83,7 @@ def test_guard_keeps_sensitive_nodes_in_float(tiny_bundle, tmp_path):
     assert q["drop_points"] <= 1.0 and q["within_budget"]
     assert len(q["sensitivity"]) >= len(q["excluded_nodes"])
     assert any("keep" in line and "in float" in line for line in lines)
-    assert manifest.artifact(INT8_FILE).verification["budget_met"]
+    assert manifest.artifact(INT8_FILE).verification.budget_met
 
 
 def test_quantize_bad_input(tiny_student_bundle, tmp_path):

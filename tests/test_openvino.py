@@ -80,7 +80,7 @@ def test_openvino_int8_through_nncf_passes_here(shipped_bundle_master):
 
     ov_int8 = FORMATS["openvino"].int8_file
     art = Manifest.read(shipped_bundle_master).artifact(ov_int8)
-    q, v = art.extra["quantization"], art.verification
+    q, v = art.extra["quantization"], art.verification.to_dict()
     assert art.verified, v
     assert q["tool"] == "nncf.quantize_with_accuracy_control" and q["fake_quantize_ops"] > 0 and "7-bit in every layer" in q["weights"]
     assert q["drop_points"] <= 1.0 and v["top1_agreement_by_mode"]["fused"] >= 0.99 and v["backend"] == "openvino"

@@ -15,7 +15,7 @@ import pytest
 from conftest import without_package
 from edgemm.runtimes import load_bundle
 from edgemm.runtimes.machine import this_machine
-from edgemm.runtimes.manifest import Artifact, Manifest, sha256_file
+from edgemm.runtimes.manifest import Artifact, Manifest, Verification, sha256_file
 from edgemm.runtimes.model import NoUsableArtifactError
 from edgemm.runtimes.reference import (
     REFERENCE_FILE,
@@ -44,8 +44,8 @@ def plant_failing_int8(bundle: Path) -> None:
     model.graph.node.append(onnx.helper.make_node("Neg", ["logits_before_neg"], ["logits"]))
     onnx.save(model, str(bundle / BAD))
     manifest = Manifest.read(bundle)
-    fp32 = manifest.artifact("model.onnx").verification["reference_check"]
-    verified_there = {"passed": True, "machine": VNNI_MACHINE, "reference_check": fp32, "backend": "onnxruntime"}
+    fp32 = manifest.artifact("model.onnx").verification.reference_check
+    verified_there = Verification(passed=True, machine=VNNI_MACHINE, reference_check=fp32, backend="onnxruntime")
     art = Artifact(BAD, "onnx", "int8", sha256_file(bundle / BAD), (bundle / BAD).stat().st_size, verified_there, {"quantization": {"max_drop": 1.0}})
     manifest.artifacts.insert(0, art)
     (bundle / "manifest.json").write_text(json.dumps(manifest.to_dict()))
@@ -100,7 +100,7 @@ def test_export_records_its_own_machines_checks(tiny_bundle):
     (check,) = record["checks"].values()
     assert check["file"] == "model.onnx" and check["passed"] and check["checked_by"] == "export"
     art = Manifest.read(tiny_bundle).artifact("model.onnx")
-    assert art.verification["machine"]["key"] == this_machine().key and art.verification["tools"]["numpy"]
+    assert art.verification.machine["key"] == this_machine().key and art.verification.tools["numpy"]
     assert art.extra["made_with"]["tools"]["torch"] and art.extra["made_with"]["machine"]["cpu"] == this_machine().cpu
 
 
@@ -272,7 +272,7 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
     art.sha256, art.bytes = sha256_file(with_8bit), with_8bit.stat().st_size
     baseline = {k: v for k, v in compare(exact, reference, "int8").items() if k in MEASURED}
     baseline["outputs"] = save_verified_outputs(shipped_bundle, art, exact)
-    art.verification = {"passed": True, "machine": VNNI_MACHINE, "reference_check": baseline}
+    art.verification = Verification(passed=True, machine=VNNI_MACHINE, reference_check=baseline)
     (shipped_bundle / "manifest.json").write_text(json.dumps(manifest.to_dict()))
     proc = subprocess.run(emulated[:-3] + ["--only=model.int8.onnx"], capture_output=True, text=True, timeout=900)
     row = next((line for line in proc.stdout.splitlines() if line.startswith("model.int8.onnx")), "")

@@ -65,7 +65,7 @@ def test_shipped_student_int8_tflite_passes_here(shipped_bundle_master):
     """The shipped student's full-integer TFLite: within the accuracy budget and ≥ 99 % fused agreement, verified
     through LiteRT on this machine, and chosen by the runtime when asked for LiteRT INT8."""
     art = Manifest.read(shipped_bundle_master).artifact(INT8)
-    q, v = art.extra["quantization"], art.verification
+    q, v = art.extra["quantization"], art.verification.to_dict()
     assert art.verified, v
     assert q["drop_points"] <= 1.0 and v["budget_met"] and v["top1_agreement_by_mode"]["fused"] >= 0.99
     assert v["backend"] == "litert" and v["tools"]["ai-edge-litert"] and art.extra["made_with"]["tools"]["litert-torch"]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from edgemm.runtimes import load_bundle
+from edgemm.runtimes import InputError, load_bundle
 from edgemm.runtimes.media import read_audio, read_image
 
 from edgemm.user_model import (
@@ -246,19 +246,53 @@ def test_cli_refuses_bad_input_without_a_traceback(tmp_path):
     assert proc.returncode == 2 and "--model needs --spec" in proc.stderr and not (tmp_path / "b").exists()
 
 
-def test_distill_refuses_what_it_cannot_teach_by_name(tmp_path):
-    from edgemm.distill import DistillError, check_distillable
-
+def test_distill_refuses_bad_input_by_name(tmp_path):
     model = f"{EXAMPLE / 'models.py'}:build"
     proc = edgemm("distill", "--teacher", model, "--spec", EXAMPLE / "model.yaml", "-o", tmp_path / "s.safetensors")
     assert proc.returncode == 2 and "needs --spec (its contract) and --data" in proc.stderr and "Traceback" not in proc.stderr
     proc = edgemm("distill", "--teacher", model, "--spec", EXAMPLE / "model.yaml", "--data", tmp_path / "none", "-o", tmp_path / "s.safetensors")
     assert proc.returncode == 2 and "none: not a data source" in proc.stderr and not (tmp_path / "s.safetensors").exists()
-    spec = load_spec(EXAMPLE / "model.yaml")
-    with pytest.raises(DistillError, match="takes only image: the student needs an image and a sound"):
-        check_distillable(replace(spec, audio=None))
-    with pytest.raises(DistillError, match="requires every modality"):
-        check_distillable(replace(spec, missing="required"))
+
+
+IMAGE_ONLY = """
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 5, 4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 6))
+"""
+
+
+@pytest.mark.slow
+def test_single_modality_model_exported_distilled_and_run(example):
+    """An image-only model (its spec has no audio block: every input required) is exported and verified on the
+    image files of a folder of pairs, distilled into an image-only student, and answers from an image alone."""
+    write(example / "image_only.py", IMAGE_ONLY)
+    spec = (example / "model.yaml").read_text()
+    write(example / "image_only.yaml", spec[: spec.index("audio:")] + "outputs:\n  logits: scores\n" + spec[spec.index("labels:") :])
+    proc = edgemm("export", "--model", "image_only.py:build", "--spec", "image_only.yaml", "--data", "data/test", "--to", "onnx,openvino",
+                  "--int8", "--calib", "data/train", "-o", "image_only.edgemm", cwd=example)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    manifest = json.loads((example / "image_only.edgemm" / "manifest.json").read_text())
+    assert [i["name"] for i in manifest["contract"]["inputs"]] == ["rgb"] and manifest["contract"]["missing_modality"]["convention"] == "required"
+    arts = {a["file"]: a["verification"] for a in manifest["artifacts"]}
+    assert set(arts["model.onnx"]["accuracy"]) == {"image_only"} and arts["model.onnx"]["max_abs_diff"] <= 1e-4 and arts["model.int8.onnx"]["passed"]
+
+    proc = edgemm("distill", "--teacher", "image_only.py:build", "--spec", "image_only.yaml", "--data", "data/train", "--val", "data/val",
+                  "--epochs", "3", "-o", "image_student.safetensors", "-q", cwd=example)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads((example / "image_student.json").read_text())["model"]
+    assert config["image_shape"] == [3, 64, 64] and config["audio_shape"] == [] and config["presence_input"] is False
+    proc = edgemm("export", "image_student.safetensors", "--data", "data/test", "--to", "onnx", "-o", "image_student.edgemm", cwd=example)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    student = load_bundle(example / "image_student.edgemm")
+    assert student.contract.input_names == ["image"] and student.artifact.verified
+    image = read_image(example / "data" / "test" / "red-low" / "0000.png")
+    assert student.predict(image=image).modalities == ("image",)
+    with pytest.raises(InputError, match="takes no audio"):
+        student.predict(image=image, audio=np.zeros(16000, np.float32), sample_rate=16000)
 
 
 def test_a_model_that_fixes_its_batch_is_caught_at_export(tmp_path):

@@ -27,15 +27,22 @@ def separable(c_in: int, c_out: int, dims: int = 2) -> nn.Sequential:
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """Width and depth of the student; input shapes come from the preprocessing specs."""
+    """Width and depth of the student; input shapes come from the preprocessing specs (an empty shape: the
+    student does not take that modality)."""
 
     widths: tuple[int, ...] = (24, 48, 96)  # one separable stage (then 2x2 pooling) per entry
     dim: int = 96  # width of each branch's pooled feature
     hidden: int = 128  # fusion MLP width
     embedding_dim: int = 64
     num_classes: int = 10  # 0: no class scores, the embedding is the output
-    image_shape: tuple[int, int, int] = (1, 32, 32)
-    audio_shape: tuple[int, ...] = (1, 40, 98)  # (1, mels, frames) log-mel, or (1, samples) waveform
+    image_shape: tuple[int, ...] = (1, 32, 32)  # () without an image input
+    audio_shape: tuple[int, ...] = (1, 40, 98)  # (1, mels, frames) log-mel, (1, samples) waveform, () without audio
+    presence_input: bool = True  # takes the (N, 2) presence mask; False: every modality it takes is required
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Its forward() arguments in order: the modalities it takes, then the mask."""
+        return (*(m for m, shape in (("image", self.image_shape), ("audio", self.audio_shape)) if shape), *(("present",) if self.presence_input else ()))
 
     def to_dict(self) -> dict:
         return {"arch": "student", **asdict(self)}
@@ -69,32 +76,48 @@ class WaveBranch(nn.Sequential):
 
 
 class Student(nn.Module):
-    """forward(image, audio, present) → (logits, embedding); absent modalities are zeroed and masked."""
+    """forward(image, audio, present) → (logits, embedding) — the modalities it takes, then the mask when it has one
+    (`config.inputs`); absent modalities are zeroed and masked; the embedding alone without classes."""
 
     def __init__(self, config: StudentConfig = StudentConfig()) -> None:
         super().__init__()
         self.config = config
-        self.image_branch = Branch(config.image_shape[0], config.widths, config.dim)
-        waveform = len(config.audio_shape) == 2
-        self.audio_branch = WaveBranch(config.widths, config.dim) if waveform else Branch(config.audio_shape[0], config.widths, config.dim)
+        if config.image_shape:
+            self.image_branch = Branch(config.image_shape[0], config.widths, config.dim)
+        if config.audio_shape:
+            waveform = len(config.audio_shape) == 2
+            self.audio_branch = WaveBranch(config.widths, config.dim) if waveform else Branch(config.audio_shape[0], config.widths, config.dim)
+        branches = bool(config.image_shape) + bool(config.audio_shape)
         self.fuse = nn.Sequential(
-            nn.Linear(2 * config.dim + 2, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, config.embedding_dim)
+            nn.Linear(branches * config.dim + 2, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, config.embedding_dim)
         )
         if config.num_classes:
             self.head = nn.Sequential(nn.ReLU(), nn.Linear(config.embedding_dim, config.num_classes))
             self.image_head = nn.Linear(config.dim, config.num_classes)
             self.audio_head = nn.Linear(config.dim, config.num_classes)
 
-    def forward_train(self, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor):
-        """(logits, embedding, image-only logits, audio-only logits); the logits are None without classes."""
-        p_img, p_aud = present[:, :1], present[:, 1:]
-        img = self.image_branch(image * p_img[(...,) + (None,) * (image.dim() - 2)]) * p_img
-        aud = self.audio_branch(audio * p_aud[(...,) + (None,) * (audio.dim() - 2)]) * p_aud
-        embedding = self.fuse(torch.cat([img, aud, present], dim=1))
+    def forward_train(self, image: torch.Tensor | None, audio: torch.Tensor | None, present: torch.Tensor):
+        """(logits, embedding, image-only logits, audio-only logits) from canonical inputs (None for a modality it
+        does not take); the logits are None without classes, a branch's logits None without that branch."""
+        features, branch_logits = [], []
+        for k, (x, name) in enumerate(((image, "image_branch"), (audio, "audio_branch"))):
+            if not hasattr(self, name):
+                branch_logits.append(None)
+                continue
+            keep = present[:, k : k + 1]
+            f = getattr(self, name)(x * keep[(...,) + (None,) * (x.dim() - 2)]) * keep
+            features.append(f)
+            branch_logits.append((self.image_head if k == 0 else self.audio_head)(f) if self.config.num_classes else None)
+        embedding = self.fuse(torch.cat([*features, present], dim=1))
         if not self.config.num_classes:
             return None, embedding, None, None
-        return self.head(embedding), embedding, self.image_head(img), self.audio_head(aud)
+        return self.head(embedding), embedding, *branch_logits
 
-    def forward(self, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor):
-        logits, embedding, _, _ = self.forward_train(image, audio, present)
+    def forward(self, *inputs: torch.Tensor):
+        given = dict(zip(self.config.inputs, inputs))
+        present = given.get("present")
+        if present is None:  # no mask input: the modalities it takes are always there
+            ones = torch.ones_like(inputs[0].flatten(1)[:, :1])
+            present = torch.cat([ones * float(m in given) for m in ("image", "audio")], dim=1)
+        logits, embedding, _, _ = self.forward_train(given.get("image"), given.get("audio"), present)
         return embedding if logits is None else (logits, embedding)

@@ -180,10 +180,12 @@ class LivePipeline:
 
     def _answer(self, t_us: int, captured_us: int, frame: Frame | None) -> None:
         audio, audio_end = self._audio(t_us)
-        if frame is None and audio is None:
-            return
         rate = self.mic.ring.sample_rate if audio is not None else None
-        prediction = self.model.predict(image=None if frame is None else frame.image, audio=audio, sample_rate=rate, color_order="BGR")
+        c = self.model.contract  # a source the model does not take is heard or seen, not fed
+        image, audio = (None if frame is None or c.image is None else frame.image), (audio if c.audio is not None else None)
+        if image is None and audio is None:
+            return
+        prediction = self.model.predict(image=image, audio=audio, sample_rate=rate, color_order="BGR")
         level = None if audio is None else 20 * float(np.log10(np.sqrt(np.mean(audio**2)) + 1e-9))
         skew = None if audio is None or frame is None else (t_us - audio_end) / 1000
         event = LiveEvent((t_us - self.t0_us) / 1000, None if frame is None else frame.index, prediction,
