@@ -11,7 +11,7 @@ import onnx
 import pytest
 from edgemm.runtimes import InputError, load_bundle
 from edgemm.runtimes.contract import ContractError, ModelContract
-from edgemm.runtimes.manifest import Artifact, Manifest, sha256_file
+from edgemm.runtimes.manifest import Artifact, Manifest, Verification, sha256_file
 from edgemm.runtimes.preprocess import (
     AudioSpec,
     ImageSpec,
@@ -49,7 +49,7 @@ def user_bundle(folder: Path, missing: str = "zeros") -> Path:
     user_model(folder / "model.onnx")
     contract = ModelContract(image=RGB, audio=WAVE, image_input="rgb", audio_input="wave", image_layout="NHWC", missing=missing,
                              mask_input=None, logits_output="scores", embedding_output=None, labels=LABELS)  # fmt: skip
-    art = Artifact("model.onnx", "onnx", "fp32", sha256_file(folder / "model.onnx"), (folder / "model.onnx").stat().st_size, {"passed": True})
+    art = Artifact("model.onnx", "onnx", "fp32", sha256_file(folder / "model.onnx"), (folder / "model.onnx").stat().st_size, Verification(passed=True))
     (folder / "manifest.json").write_text(json.dumps(Manifest(model={"name": "user"}, contract=contract, artifacts=[art]).to_dict()))
     return folder
 
