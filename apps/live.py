@@ -78,11 +78,12 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     if not args.bundle:
         raise EdgemmError("edgemm live: give a BUNDLE (or --list-devices)")
     camera, mic = args.camera or "0", args.mic  # the first camera and the default microphone unless told
-    scorer = Scorer(GroundTruth.load(args.truth)) if args.truth else None
+    truth = GroundTruth.load(args.truth) if args.truth else None  # a bad truth file is reported before anything is opened
     camera = None if camera == "none" else camera
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
+    scorer = Scorer(truth, takes=len(model.contract.modalities)) if truth is not None else None
     if args.enroll:
         gallery = model.enroll(args.enroll, warn=say)
         say(f"live: enrolled {len(gallery.vectors)} examples of {len(gallery.labels)} labels ({', '.join(gallery.labels)}) from {args.enroll}")

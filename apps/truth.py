@@ -40,17 +40,18 @@ class GroundTruth:
 
 
 class Scorer:
-    """A sink that counts correct scored answers (fused answers only: that is what the stream tests)."""
+    """A sink that counts correct scored answers — those from every input the model takes (for a camera+mic model,
+    fused answers only: that is what the stream tests)."""
 
-    def __init__(self, truth: GroundTruth) -> None:
-        self.truth = truth
+    def __init__(self, truth: GroundTruth, takes: int = 2) -> None:
+        self.truth, self.takes = truth, takes
         self.correct = 0
         self.scored = 0
         self.segments: set[int] = set()
 
     def __call__(self, event: LiveEvent) -> None:
         k = self.truth.segment_at(event.t_ms / 1000)
-        if k is None or event.frame_index is None or len(event.prediction.modalities) < 2:
+        if k is None or event.frame_index is None or len(event.prediction.modalities) < self.takes:
             return
         self.scored += 1
         self.correct += event.prediction.label == self.truth.segments[k]["label"]
@@ -70,5 +71,7 @@ def offline_accuracy(model: BundleModel, scorer: Scorer) -> float | None:
     segments = sorted(scorer.segments) or range(len(truth.segments))
     with np.load(truth.offline_samples) as data:
         images, audio, rate = data["images"], data["audio"], int(data["sample_rate"])
-    preds = model.predict_batch(images=[images[k] for k in segments], audios=[audio[k] for k in segments], sample_rate=rate, color_order="RGB")
+    c = model.contract
+    preds = model.predict_batch(images=[images[k] if c.image else None for k in segments], audios=[audio[k] if c.audio else None for k in segments],
+                                sample_rate=rate, color_order="RGB")  # fmt: skip
     return sum(p.label == truth.segments[k]["label"] for p, k in zip(preds, segments)) / len(preds)

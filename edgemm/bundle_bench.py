@@ -50,7 +50,7 @@ class BenchRow:
 
 def evaluation_set(bundle: Path, manifest: Manifest) -> ReferenceSet:
     """The av-digits test split the model was trained for (when edgemm's data module can build it), else the
-    small labelled reference set inside the bundle."""
+    reference set inside the bundle (labelled where its samples were)."""
     data = manifest.model.get("data", {})
     if data.get("name") == "av-digits":
         try:
@@ -151,7 +151,7 @@ def plot_bench(rows: list[BenchRow], path: Path, title: str) -> Path:
     lines = []
     for n, r in enumerate(measured, 1):
         s = r.subject
-        x, y = r.p50_ms, 100 * r.accuracy["fused"]
+        x, y = r.p50_ms, 100 * next(iter(r.accuracy.values()), float("nan"))
         ax.scatter(x, y, s=80 + 900 * s.bytes / largest, color=colours[s.format], alpha=0.6,
                    edgecolors="red" if s.verification.startswith("FAILED") else "black", linewidths=1.5)  # fmt: skip
         ax.annotate(str(n), (x, y), ha="center", va="center", fontsize=8, fontweight="bold")
@@ -198,7 +198,7 @@ def bench_bundle(bundle: str | Path, threads: int | None = None, runs: int = 200
     except ImportError:
         progress = None
     rows = bench(subjects, data, runs, progress)
-    title = (f"{bundle.name}: accuracy on {data.name} ({len(data) // 3} samples x 3 patterns); latency over {runs} runs, "
+    title = (f"{bundle.name}: accuracy on {data.name} ({len(data) // len(data.pattern_rows)} samples x {len(data.pattern_rows)} patterns); latency over {runs} runs, "
              f"{threads or 'default'} threads, {platform.machine()}")  # fmt: skip
     return rows, title
 

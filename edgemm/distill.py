@@ -29,7 +29,7 @@ from edgemm.checkpoint import Checkpoint, load_checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.export.source import ExportSource, torch_infer
 from edgemm.models import StudentConfig, build_model, count_parameters
-from edgemm.recipes import to_plain
+from edgemm.recipes import RecipeError, to_plain
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
@@ -164,6 +164,8 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     """Distil `teacher` into a student sized from its contract, on `data`; returns the best-on-validation student."""
     started = time.perf_counter()
     contract = teacher.contract
+    if config.epochs < 1:
+        raise RecipeError(f"epochs: {config.epochs}; distillation needs at least one")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

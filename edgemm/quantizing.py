@@ -143,8 +143,9 @@ def quantize_bundle(
 ) -> Manifest:
     """Quantize the bundle's fp32 ONNX to `model.int8.onnx` under the accuracy guard; atomic.
 
-    When post-training quantization cannot meet the budget within `options.max_float` and the bundle's
-    `checkpoint` is given, a QAT fine-tune adapts the weights and the guard runs again on them. TFLite INT8
+    When post-training quantization cannot meet the budget within `options.max_float` and the model is at hand
+    (the bundle's `checkpoint`, or the export `source`), a QAT fine-tune adapts the weights — on the built-in train
+    split, or the calibration samples for other models — and the guard runs again on them. TFLite INT8
     quantizes the torch graph: it needs `checkpoint` or the export `source` (your own module)."""
     bundle = Path(bundle)
     manifest = Manifest.read(bundle)

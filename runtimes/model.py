@@ -110,7 +110,12 @@ class BundleModel:
         the nearest enrolled example (cosine). Needs a model with an embedding output."""
         if self.contract.embedding_output is None:
             raise EnrollmentError(f"{self.bundle}: the model has no embedding output to compare enrolled examples with")
-        self.gallery = enroll_folder(folder, lambda image, audio, rate: self.infer(*self.tensors([image], [audio], rate))["embedding"][0], warn)
+        c = self.contract  # an example's file of a modality the model does not take is left out
+
+        def embed(image: np.ndarray | None, audio: np.ndarray | None, rate: int | None) -> np.ndarray:
+            return self.infer(*self.tensors([image if c.image else None], [audio if c.audio else None], rate))["embedding"][0]
+
+        self.gallery = enroll_folder(folder, embed, warn)
         return self.gallery
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:

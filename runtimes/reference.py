@@ -81,7 +81,8 @@ class ReferenceSet:
 
     @property
     def pattern_rows(self) -> np.ndarray:
-        """The distinct `present` rows, in the order the samples repeat in (the first block has every input)."""
+        """The distinct `present` rows, in the order the samples repeat in (the first block has every input the
+        model takes)."""
         _, first = np.unique(self.present, axis=0, return_index=True)
         return self.present[np.sort(first)]
 
@@ -105,7 +106,7 @@ class ReferenceSet:
         return cls(image, audio, present, np.tile(labels, len(rows)), logits, embedding, name, fill)
 
     def save(self, path: Path) -> None:
-        """Write as compressed .npz, the fused rows' inputs only (the masked rows are rebuilt on load): as exact
+        """Write as compressed .npz, the first pattern's inputs only (the masked rows are rebuilt on load): as exact
         8-bit codes when the inputs lie on the storage grid (build the set from `on_grid` inputs), else float32."""
         n = len(self) // len(self.pattern_rows)
         image, audio = encode_inputs(self.image[:n]), encode_inputs(self.audio[:n])

@@ -86,7 +86,9 @@ def same_answers(outputs: np.ndarray, expected: np.ndarray, reference: Reference
 
 
 def accuracy_by_mode(outputs: np.ndarray, reference: ReferenceSet) -> dict[str, float]:
-    """Accuracy on the reference rows of each modality pattern (top-1, or 1-NN for an embedding)."""
+    """Accuracy on the reference rows of each modality pattern (top-1, or 1-NN for an embedding); none without labels."""
+    if not reference.labelled:
+        return {}
     return mean_by_mode(predicted_labels(outputs, reference) == reference.labels, reference.present)
 
 
