@@ -49,7 +49,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     if ".py:" in args.teacher:
         if not args.spec or not args.data:
             raise UsageError("a --teacher FILE.py:FUNCTION needs --spec (its contract) and --data (samples to distil on)")
-        source = _user_source(args.teacher, args.weights, args.spec)
+        from edgemm.user_model import user_source
+
+        source = user_source(*_user_model(args.teacher, args.weights, args.spec))
         data = _distill_data(args, source.contract)
         student = distill(source, data, config, sha256_file(Path(args.weights)) if args.weights else "", progress=not args.quiet)
     else:
@@ -71,21 +73,17 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_source(model: str, weights: str | None, spec_path: str):
-    """The user's module as an export source: its spec read and checked by one traced call."""
-    from edgemm.export.source import ExportSource
-    from edgemm.models import count_parameters
+def _user_model(model: str, weights: str | None, spec_path: str):
+    """The user's module with its weights, its contract and its name (the spec's, else the file's)."""
     from edgemm.runtimes.contract import ModelContract
-    from edgemm.user_model import check_model, load_factory, load_weights, read_spec
+    from edgemm.user_model import load_factory, load_weights, read_spec
 
     spec = read_spec(spec_path)
     contract = ModelContract.from_spec(spec, spec_path)  # a bad spec fails before the model is even built
     module = load_factory(model)
     if weights:
         load_weights(module, weights)
-    name = spec.get("name") or Path(model.rpartition(":")[0]).stem
-    info = {"name": name, "arch": type(module).__name__, "parameters": count_parameters(module), "source": "user"}
-    return ExportSource(module.eval(), check_model(module, contract), info)
+    return module, contract, spec.get("name") or Path(model.rpartition(":")[0]).stem
 
 
 def _distill_data(args: argparse.Namespace, contract):
@@ -144,10 +142,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if not args.spec or not args.data:
         raise UsageError("--model needs --spec (the model's contract) and --data (held-out samples to verify on)")
-    source = _user_source(args.model, args.weights, args.spec)
+    module, contract, name = _user_model(args.model, args.weights, args.spec)
     calib = (args.calib or args.data) if args.int8 else None
-    manifest = export_model(source.model, source.contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options,
-                            name=source.info["name"])  # fmt: skip
+    manifest = export_model(module, contract, args.to, args.output, args.data, samples=args.samples, int8_calib=calib, int8=options, name=name)
     return _report(manifest, f"bundle written to {args.output}")
 
 

@@ -88,8 +88,7 @@ def distill_checkpoint(path: str | Path, config: DistillConfig, data: DistillDat
 
 def samples_data(train: Any, val: Any | None, record: dict[str, Any]) -> DistillData:
     """The user's samples (CalibrationSets from a folder, CSV or recording; `val` may be None)."""
-    as_tensors = lambda s: Tensors(torch.from_numpy(s.image), torch.from_numpy(s.audio), torch.from_numpy(np.asarray(s.labels, np.int64)))  # noqa: E731
-    return DistillData(as_tensors(train), as_tensors(val) if val is not None else None, record)
+    return DistillData(Tensors.of(train), Tensors.of(val) if val is not None else None, record)
 
 
 def digest(teacher: nn.Module, data: Tensors, contract: ModelContract) -> str:

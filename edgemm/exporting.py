@@ -19,7 +19,6 @@ from edgemm.export.registry import (
 )
 from edgemm.export.source import ExportSource
 from edgemm.export.verify import confirm_on_this_machine, verify_artifact
-from edgemm.models import count_parameters
 from edgemm.quantizing import quantize_bundle
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.manifest import Manifest, sha256_file
@@ -30,7 +29,7 @@ from edgemm.sources import (
     reference_set,
     source_from_checkpoint,
 )
-from edgemm.user_model import check_model
+from edgemm.user_model import user_source
 
 
 def export_source(
@@ -103,11 +102,10 @@ def export_model(
     `data` (a folder of image+audio pairs, a .csv list or a recorded video with its audio), INT8 calibrated on
     `int8_calib` when given. Returns the manifest."""
     rows = parse_formats(formats)
-    contract = check_model(model, contract)
-    info = {"name": name, "arch": type(model).__name__, "parameters": count_parameters(model), "source": "user"}
-    source = ExportSource(model.eval(), contract, info)
+    source = user_source(model, contract, name)
     reference = reference_set(source, data=data, samples=samples)
-    log(f"reference: {len(reference) // len(contract.patterns)} samples of {data} in {len(contract.patterns)} modality patterns")
+    patterns = len(source.contract.patterns)
+    log(f"reference: {len(reference) // patterns} samples of {data} in {patterns} modality patterns")
     return export_source(source, reference, rows, out, log, int8_calib, int8)
 
 

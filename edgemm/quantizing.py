@@ -6,9 +6,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from edgemm.calibration import (
     CalibrationSet,
 )
@@ -71,7 +68,7 @@ def qat_train_data(manifest: Manifest, calibration: CalibrationSet) -> Tensors:
     the calibration samples (labels where they have them, the fp32 model's own answers always)."""
     if manifest.model.get("data", {}).get("name") == BUILTIN:
         return to_tensors(load_split("train", config_from_record(manifest.model["data"])), manifest.image, manifest.audio)
-    return Tensors(torch.from_numpy(calibration.image), torch.from_numpy(calibration.audio), torch.from_numpy(np.asarray(calibration.labels, np.int64)))
+    return Tensors.of(calibration)
 
 
 def _qat_onnx(

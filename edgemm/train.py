@@ -43,6 +43,11 @@ class Tensors:
     audio: torch.Tensor
     labels: torch.Tensor
 
+    @classmethod
+    def of(cls, samples) -> "Tensors":
+        """Preprocessed numpy samples (a CalibrationSet) as tensors; labels -1 where unlabelled."""
+        return cls(torch.from_numpy(samples.image), torch.from_numpy(samples.audio), torch.from_numpy(np.asarray(samples.labels, np.int64)))
+
 
 def to_tensors(split: Split, image_spec: ImageSpec, audio_spec: AudioSpec) -> Tensors:
     image, audio = split_tensors(split, image_spec, audio_spec)

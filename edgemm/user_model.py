@@ -116,6 +116,14 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model.eval()
 
 
+def user_source(model: nn.Module, contract: ModelContract, name: str) -> ExportSource:
+    """Your module as an export source: checked against its contract by one traced call, described for the manifest."""
+    from edgemm.models import count_parameters
+
+    info = {"name": name, "arch": type(model).__name__, "parameters": count_parameters(model), "source": "user"}
+    return ExportSource(model.eval(), check_model(model, contract), info)
+
+
 def check_model(model: nn.Module, contract: ModelContract) -> ModelContract:
     """One call on example inputs (batch 2) before any export: every output present and shaped as the spec says.
     Returns the contract with the embedding size filled in from the model when the spec left it out."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgemm.runtimes.contract import OUTPUTS, ModelContract
+from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.reference import Infer
 from torch import nn
@@ -65,18 +65,14 @@ class ExportSource:
 
 
 def canonical_outputs(module: ContractModule, contract: ModelContract, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A contract module's canonical outputs (`logits`, `embedding`) on canonical torch batches — the absent
-    modality filled, the mask and image layout as the contract says — differentiably (for fine-tuning)."""
-    feeds = {}
-    for k, (modality, x, name) in enumerate((("image", image, contract.image_input), ("audio", audio, contract.audio_input))):
-        if getattr(contract, modality) is not None:
-            keep = present[:, k].reshape((-1,) + (1,) * (x.dim() - 1)) > 0
-            x = torch.where(keep, x, torch.full_like(x, contract.fill))
-            feeds[name] = x.permute(0, 2, 3, 1) if modality == "image" and contract.image_layout == "NHWC" else x
-    if contract.missing == "presence-mask":
-        feeds[contract.mask_input] = present
-    canonical = [c for c, n in zip(OUTPUTS, (contract.logits_output, contract.embedding_output)) if n is not None]
-    return dict(zip(canonical, module(*(feeds[n] for n in contract.input_names))))
+    """A contract module's canonical outputs (`logits`, `embedding`) on canonical torch batches: the absent modality
+    filled, then named, laid out and masked by `contract.feeds` as for every backend; gradients reach the weights."""
+
+    def filled(x: torch.Tensor, k: int) -> np.ndarray:
+        return torch.where(present[:, k].reshape((-1,) + (1,) * (x.dim() - 1)) > 0, x, torch.full_like(x, contract.fill)).numpy()
+
+    feeds = contract.feeds(filled(image, 0), filled(audio, 1), present.numpy())
+    return contract.outputs(dict(zip(contract.output_names, module(*(torch.from_numpy(feeds[n]) for n in contract.input_names)))))
 
 
 def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:
@@ -86,8 +82,7 @@ def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:
 
     @torch.no_grad()
     def infer(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
-        feeds = contract.feeds(image, audio, present)
-        outputs = module(*(torch.from_numpy(feeds[name]) for name in contract.input_names))
-        return contract.outputs({name: out.numpy() for name, out in zip(contract.output_names, outputs)})
+        outputs = canonical_outputs(module, contract, *(torch.from_numpy(x) for x in (image, audio, present)))
+        return {k: v.numpy() for k, v in outputs.items()}
 
     return infer
