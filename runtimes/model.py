@@ -133,15 +133,21 @@ class BundleModel:
         return self.contract.outputs(self.backend.run(self.contract.feeds(image, audio, present)))
 
     def tensors(
-        self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str = "RGB"
+        self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str = "RGB", audio_features: Sequence | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present)."""
+        """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present).
+        `audio_features` holds, per sample, the model's audio tensor already computed (a streaming front-end) or None."""
         c, shapes, n = self.contract, self._shapes(), len(images)
         image = np.full((n, *shapes["image"]), c.fill, np.float32)
         audio = np.full((n, *shapes["audio"]), c.fill, np.float32)
         present = np.zeros((n, 2), np.float32)
-        for i, (img, aud) in enumerate(zip(images, audios)):
-            if img is None and aud is None:
+        for i, (img, aud, feats) in enumerate(zip(images, audios, audio_features or [None] * n)):
+            if feats is not None:
+                if aud is not None or c.audio is None or feats.shape != c.audio.shape or feats.dtype != np.float32:
+                    raise InputError(f"sample {i}: audio features must replace the audio and be float32 {c.audio.shape if c.audio else '(no audio input)'}, "
+                                     f"got {feats.dtype} {feats.shape}")  # fmt: skip
+                audio[i], present[i, 1] = feats, 1
+            if img is None and aud is None and feats is None:
                 raise InputError(f"sample {i}: give an image, audio or both")
             for modality, given in (("image", img), ("audio", aud)):
                 if given is not None and getattr(c, modality) is None:
@@ -162,17 +168,20 @@ class BundleModel:
         audios: Sequence[np.ndarray | None] | None = None,
         sample_rate: int | None = None,
         color_order: str = "RGB",
+        audio_features: Sequence[np.ndarray | None] | None = None,
     ) -> list[Prediction]:
-        """Predict a batch; either list may be None, or hold None where that modality is missing."""
-        if images is None and audios is None:
+        """Predict a batch; either list may be None, or hold None where that modality is missing. `audio_features`:
+        per sample, the model's audio tensor from a streaming front-end (`edgemm.runtimes.live.StreamFrontEnd`)
+        instead of raw audio."""
+        if images is None and audios is None and audio_features is None:
             raise InputError("give images, audios or both")
-        n = len(images if images is not None else audios)
+        n = len(next(x for x in (images, audios, audio_features) if x is not None))
         images = list(images) if images is not None else [None] * n
         audios = list(audios) if audios is not None else [None] * n
-        if len(images) != len(audios):
-            raise InputError(f"{len(images)} images but {len(audios)} audio clips")
+        if len(images) != len(audios) or audio_features is not None and len(audio_features) != n:
+            raise InputError(f"{len(images)} images but {len(audios)} audio clips" + (f" and {len(audio_features)} audio features" if audio_features is not None else ""))
         t0 = time.perf_counter()
-        image, audio, present = self.tensors(images, audios, sample_rate, color_order)
+        image, audio, present = self.tensors(images, audios, sample_rate, color_order, audio_features)
         t1 = time.perf_counter()
         out = self.infer(image, audio, present)
         t2 = time.perf_counter()
@@ -195,9 +204,11 @@ class BundleModel:
         audio: np.ndarray | None = None,
         sample_rate: int | None = None,
         color_order: str = "RGB",
+        audio_features: np.ndarray | None = None,
     ) -> Prediction:
-        """Predict from a raw uint8 image (HxW or HxWx3) and/or raw mono audio at `sample_rate`."""
-        return self.predict_batch([image], [audio], sample_rate, color_order)[0]
+        """Predict from a raw uint8 image (HxW or HxWx3) and/or raw mono audio at `sample_rate` (or the audio's
+        model tensor already computed, `audio_features`)."""
+        return self.predict_batch([image], [audio], sample_rate, color_order, [audio_features])[0]
 
 
 class NoUsableArtifactError(BundleError):

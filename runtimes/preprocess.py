@@ -109,17 +109,32 @@ def _center_square(image: np.ndarray) -> np.ndarray:
     return image[top : top + side, left : left + side]
 
 
+@lru_cache(maxsize=1)
+def _opencv():
+    """OpenCV when it is installed (the `app` extra): its resize and FFT give the same numbers as numpy's, faster."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def _box_factor(n: int, size: int) -> tuple[int, int]:
+    """The integer box-filter factor for shrinking `n` towards `size` (1: none) and the rows it keeps (a whole
+    number of boxes; the remainder at the end is dropped)."""
+    factor = max(1, n // size)
+    return factor, n - n % factor
+
+
 def _resize_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Resize one axis: box-filter down by the integer factor, then linear with half-pixel centres."""
-    n = x.shape[axis]
-    factor = n // size
+    factor, keep = _box_factor(x.shape[axis], size)
     if factor >= 2:
-        n_keep = factor * size if n % size == 0 else n - n % factor
-        x = np.take(x, np.arange(n_keep), axis=axis)
+        x = np.take(x, np.arange(keep), axis=axis)
         shape = list(x.shape)
-        shape[axis : axis + 1] = [n_keep // factor, factor]
-        x = x.reshape(shape).mean(axis=axis + 1)
-        n = x.shape[axis]
+        shape[axis : axis + 1] = [keep // factor, factor]
+        x = x.reshape(shape).mean(axis=axis + 1, dtype=np.float32)
+    n = x.shape[axis]
     if n == size:
         return x
     pos = np.clip((np.arange(size) + 0.5) * (n / size) - 0.5, 0, n - 1)
@@ -132,31 +147,46 @@ def _resize_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
 
 
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 or float (H, W[, C]) → float32 (height, width[, C]): a box filter by the integer factor per axis, then
+    linear interpolation with half-pixel centres. OpenCV (INTER_AREA at an integer factor, then INTER_LINEAR, on
+    float32) computes exactly this, faster; numpy otherwise. Both agree to float rounding (tested)."""
+    cv2 = _opencv()
+    if cv2 is None or image.ndim == 3 and image.shape[2] > 4:
+        return _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
+    (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
+    x = np.ascontiguousarray(image[:h, :w], np.float32)
+    if fy > 1 or fx > 1:
+        x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
+    if x.shape[:2] != (height, width):
+        x = cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
+    return x.reshape(height, width, *image.shape[2:])
+
+
 def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB", name: str = "image") -> np.ndarray:
-    """Turn one uint8 HxW or HxWx3 frame (in `color_order`) into a float32 (C, H, W) tensor."""
+    """Turn one uint8 HxW or HxWx3 frame (in `color_order`) into a float32 (C, H, W) tensor.
+
+    Crop, resize, then the colour conversion (luma, channel order) on the small image with OpenCV (numpy converts
+    to luma first): both steps are linear, so the order changes nothing but the cost."""
     image = _check_image(image, name)
     if color_order not in _LUMA:
         raise InputError(f"{name}: colour order must be RGB or BGR, got {color_order!r}")
-    x = image.astype(np.float32)
+    if spec.crop == "center":
+        image = _center_square(image)
+    if image.ndim == 3 and spec.channels == 1 and _opencv() is None:  # numpy: fewer channels to resize
+        image = image[:, :, :3].astype(np.float32) @ np.asarray(_LUMA[color_order], np.float32)
+    x = resize(image[:, :, :3] if image.ndim == 3 else image, spec.height, spec.width)
     if x.ndim == 3:
-        x = x[:, :, :3]
         if spec.channels == 1:
             x = x @ np.asarray(_LUMA[color_order], np.float32)
         elif color_order != spec.color_order:
             x = x[:, :, ::-1]
     elif spec.channels == 3:
         x = np.repeat(x[:, :, None], 3, axis=2)
-    if spec.crop == "center":
-        x = _center_square(x)
-    x = _resize_axis(_resize_axis(x, spec.height, 0), spec.width, 1)
-    x = x * np.float32(1 / 255)
-    if x.ndim == 2:
-        x = x[None]
-    else:
-        x = np.ascontiguousarray(x.transpose(2, 0, 1))
-    mean = np.asarray(spec.mean, np.float32).reshape(-1, 1, 1)
-    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
-    return ((x - mean) / std).astype(np.float32)
+    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    scale = np.float32(1 / 255) / np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    shift = np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    return np.ascontiguousarray(x * scale - shift, np.float32)
 
 
 # ----------------------------------------------------------------------------- audio
@@ -226,22 +256,50 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 
 
 @lru_cache(maxsize=8)
-def _window(win_length: int, n_fft: int) -> np.ndarray:
-    window = np.zeros(n_fft, np.float32)
-    offset = (n_fft - win_length) // 2
-    window[offset : offset + win_length] = np.hanning(win_length + 1)[:-1]
-    return window
+def _window(win_length: int) -> np.ndarray:
+    return np.hanning(win_length + 1)[:-1].astype(np.float32)  # periodic Hann
+
+
+def frame_power(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Power spectra of (..., F, win_length) float32 frames → (..., F, n_fft // 2 + 1) float32.
+
+    Each windowed frame is zero-padded to n_fft at its end: a circular shift of where the padding goes changes
+    only the phase, so the power is that of the centred padding torch.stft uses. OpenCV's row-wise DFT when it is
+    installed (about 10x numpy's pocketfft at these sizes), numpy's otherwise; equal to float rounding."""
+    lead, n = frames.shape[:-1], spec.n_fft
+    padded = np.zeros((int(np.prod(lead)), n), np.float32)
+    np.multiply(frames.reshape(-1, spec.win_length), _window(spec.win_length), out=padded[:, : spec.win_length])
+    cv2 = _opencv()
+    if cv2 is not None and n % 2 == 0 and len(padded):
+        squares = np.square(cv2.dft(padded, flags=cv2.DFT_ROWS))  # CCS layout: re0, re1, im1, ..., re(n/2)
+        power = np.empty((len(padded), n // 2 + 1), np.float32)
+        power[:, 0], power[:, n // 2] = squares[:, 0], squares[:, n - 1]
+        np.add(squares[:, 1 : n - 1 : 2], squares[:, 2 : n - 1 : 2], out=power[:, 1 : n // 2])
+    else:
+        spectrum = np.fft.rfft(padded, axis=-1)
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    return power.reshape(*lead, n // 2 + 1)
+
+
+def mel_frames(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Normalised log-mel of (..., F, win_length) float32 frames → (..., F, n_mels) float32: the one feature
+    computation behind `log_mel` (whole clips) and the live stream's incremental front-end."""
+    mel = frame_power(frames, spec) @ mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
+    return (np.log(mel + np.float32(spec.log_floor)) - np.float32(spec.mean)) / np.float32(spec.std)
+
+
+def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """(..., samples) → (..., frames, win_length) read-only view: frame i starts at sample i * hop_length."""
+    step = clips.strides[-1]
+    count = max(0, 1 + (clips.shape[-1] - spec.win_length) // spec.hop_length)
+    return np.lib.stride_tricks.as_strided(clips, (*clips.shape[:-1], count, spec.win_length),
+                                           (*clips.strides[:-1], step * spec.hop_length, step), writeable=False)  # fmt: skip
 
 
 def log_mel(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames)."""
-    frames = np.lib.stride_tricks.sliding_window_view(clips, spec.win_length, axis=-1)[..., :: spec.hop_length, :]
-    pad = (spec.n_fft - spec.win_length) // 2
-    frames = np.pad(frames, [(0, 0)] * (frames.ndim - 1) + [(pad, spec.n_fft - spec.win_length - pad)])
-    power = np.abs(np.fft.rfft(frames * _window(spec.win_length, spec.n_fft), axis=-1)) ** 2
-    mel = power.astype(np.float32) @ mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
-    feats = (np.log(mel + spec.log_floor) - spec.mean) / spec.std
-    return np.ascontiguousarray(np.swapaxes(feats, -1, -2)[:, None]).astype(np.float32)
+    feats = mel_frames(clip_frames(np.asarray(clips, np.float32), spec), spec)
+    return np.ascontiguousarray(np.swapaxes(feats, -1, -2)[:, None], np.float32)
 
 
 def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:

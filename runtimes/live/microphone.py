@@ -1,6 +1,6 @@
 """Microphone sources writing into an `AudioRing`: a sounddevice `InputStream` (device by index or name
 substring), or an audio file played in real time as if it were a microphone. Both keep the source's
-own sample rate (mono); the model's preprocessing resamples the window it takes."""
+own sample rate (mono); the live front-end (features.py) resamples as the audio arrives."""
 from __future__ import annotations
 
 import threading
@@ -88,7 +88,7 @@ class FileMicrophone(AudioSource):
             end_us = self._t0 + round((offset + pos + len(block)) * 1e6 / rate)
             if not self.timeline.sleep_until(end_us):
                 break
-            self.ring.write(block, end_us)
+            self.ring.write(block, end_us, contiguous=True)  # a loop restarts the file, not the stream
             pos += len(block)
         self.ended = True
         self.ring.finish()
@@ -126,7 +126,8 @@ class MicrophoneSource(AudioSource):
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
             self.ring.overflows += 1
-        self.ring.write(indata[:, 0], self.timeline.now() - self._latency_us)  # when the block's last sample was captured
+        # stamped when the block's last sample was captured; PortAudio's blocks follow each other unless it overflowed
+        self.ring.write(indata[:, 0], self.timeline.now() - self._latency_us, contiguous=not status.input_overflow)
 
     def start(self, allow_missing: bool = False) -> None:
         if not self.open() and not allow_missing:
@@ -143,6 +144,7 @@ class MicrophoneSource(AudioSource):
                 continue
             self._close()
             failures += 1
+            self.ring.mark_break("the microphone was reopened")
             if self.open():
                 self.reopens += 1
         self._close()

@@ -3,6 +3,7 @@ backend → sinks, with at most one inference in flight. A dead camera gives aud
 microphone image-only ones, while the sources reopen themselves."""
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,10 +14,12 @@ import numpy as np
 from ..model import BundleModel, Prediction
 from .camera import CameraSource, Frame
 from .clock import Timeline, now_us
+from .features import AudioWindow, StreamFrontEnd
 from .flow import LatestSlot
 from .microphone import AudioSource
 
 Sink = Callable[["LiveEvent"], None]
+log = logging.getLogger("edgemm")
 
 
 @dataclass
@@ -65,6 +68,7 @@ class LiveSummary:
     mic_overflows: int = 0
     camera_reopens: int = 0
     mic_reopens: int = 0
+    audio_restarts: int = 0  # breaks in the microphone's audio (gap, out-of-order block, reopen): features restarted
     max_queue_depth: int = 0
     # recent values only (a device runs for weeks: nothing here may grow without bound)
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
@@ -92,6 +96,7 @@ class LiveSummary:
             "image_only_answers": self.image_only,
             "camera_reopens": self.camera_reopens,
             "mic_reopens": self.mic_reopens,
+            "audio_restarts": self.audio_restarts,
             "max_queue_depth": self.max_queue_depth,
             "interrupted": self.interrupted,
             "live_accuracy": self.live_accuracy,
@@ -138,7 +143,8 @@ class LivePipeline:
         # per second since the start: the most items a frame found waiting when it arrived (last hour)
         self.depth_per_second: deque[tuple[int, int]] = deque(maxlen=DEPTH_SECONDS)
         self.t0_us: int | None = None
-        self._clip = model.manifest.audio.clip_seconds
+        audio = model.contract.audio
+        self.front_end = StreamFrontEnd(mic.ring, audio, on_reset=self._audio_restarted) if mic is not None and audio is not None else None
         self._stopping = False
         self._pushed = 0
 
@@ -167,29 +173,29 @@ class LivePipeline:
         self._stopping = True
         self.slot.close()
 
-    def _audio(self, t_us: int) -> tuple[np.ndarray | None, int | None]:
-        """The audio window ending at `t_us` (or the newest there is) and its end time; None if no live audio."""
-        if self.mic is None or not self.mic.alive:
-            return None, None
+    def _audio_restarted(self, message: str) -> None:
+        self.summary.audio_restarts += 1
+        log.warning(f"edgemm live: {message} (image-only answers until a whole window has arrived)")
+
+    def _audio(self, t_us: int) -> AudioWindow | None:
+        """The model's audio tensor for the window ending at `t_us` (or the newest there is); None if no live audio."""
+        if self.front_end is None or not self.mic.alive:
+            return None
         ring = self.mic.ring
         if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video, up to the
             # last block that can be complete at the frame's time (a later one waits for the video to move on)
             ring.wait_for(t_us - round(self.mic.block * 1e6 / ring.sample_rate) + 1, timeout=FILE_MIC_WAIT_S)
-        got = ring.window(t_us, round(self._clip * ring.sample_rate))
-        return got if got is not None else (None, None)
+        return self.front_end.window(t_us)
 
     def _answer(self, t_us: int, captured_us: int, frame: Frame | None) -> None:
-        audio, audio_end = self._audio(t_us)
-        rate = self.mic.ring.sample_rate if audio is not None else None
-        c = self.model.contract  # a source the model does not take is heard or seen, not fed
-        image, audio = (None if frame is None or c.image is None else frame.image), (audio if c.audio is not None else None)
+        audio = self._audio(t_us)  # a source the model does not take is heard or seen, not fed
+        image = None if frame is None or self.model.contract.image is None else frame.image
         if image is None and audio is None:
             return
-        prediction = self.model.predict(image=image, audio=audio, sample_rate=rate, color_order="BGR")
-        level = None if audio is None else 20 * float(np.log10(np.sqrt(np.mean(audio**2)) + 1e-9))
-        skew = None if audio is None or frame is None else (t_us - audio_end) / 1000
-        event = LiveEvent((t_us - self.t0_us) / 1000, None if frame is None else frame.index, prediction,
-                          (now_us() - captured_us) / 1000, skew, level, None if frame is None else frame.image)  # fmt: skip
+        prediction = self.model.predict(image=image, audio_features=None if audio is None else audio.tensor, color_order="BGR")
+        skew = None if audio is None or frame is None else (t_us - audio.end_us) / 1000
+        event = LiveEvent((t_us - self.t0_us) / 1000, None if frame is None else frame.index, prediction, (now_us() - captured_us) / 1000,
+                          skew, None if audio is None else audio.level_db, None if frame is None else frame.image)  # fmt: skip
         s = self.summary
         s.answers += 1
         s.audio_only += frame is None

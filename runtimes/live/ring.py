@@ -1,14 +1,37 @@
-"""A lock-protected ring buffer of mono audio with the clock time of its newest sample."""
+"""A lock-protected ring buffer of mono audio with the clock time of its newest sample, and where the audio in it
+stops being one contiguous stream (a gap, a block out of order or repeated, a reopened device)."""
 from __future__ import annotations
 
 import threading
+from collections import deque
+from typing import NamedTuple
 
 import numpy as np
+
+MIN_GAP_US = 2000  # timestamp jitter below this is never taken for lost audio
+BREAKS_KEPT = 64
+
+
+class Break(NamedTuple):
+    """Contiguous audio starts again at sample `index` (counted since the start) because of `reason`."""
+
+    index: int
+    reason: str
+
+
+class RingRead(NamedTuple):
+    """What `AudioRing.read_from` returns: samples [start, written), the breaks inside, and the newest sample's time."""
+
+    samples: np.ndarray
+    start: int
+    breaks: list[Break]
+    written: int
+    end_us: int | None
 
 
 class AudioRing:
     """Holds the last `seconds` of mono float32 audio at `sample_rate`; writers append blocks stamped with
-    the clock time of their last sample, readers take the window ending at any time still inside."""
+    the clock time of their last sample, readers (the live front-end) take what arrived since their last read."""
 
     def __init__(self, sample_rate: int, seconds: float = 4.0) -> None:
         self.sample_rate = int(sample_rate)
@@ -17,13 +40,31 @@ class AudioRing:
         self._finished = False  # the source will write no more
         self._written = 0  # samples written since the start
         self._end_us: int | None = None  # clock time of the newest sample
+        self._breaks: deque[Break] = deque(maxlen=BREAKS_KEPT)
         self.overflows = 0  # blocks the device reported it could not deliver in time
+        self.dropped_blocks = 0  # blocks out of order or repeated, never written
 
-    def write(self, block: np.ndarray, end_us: int) -> None:
-        """Append a mono block whose last sample was captured at `end_us`."""
+    def write(self, block: np.ndarray, end_us: int, contiguous: bool | None = None) -> None:
+        """Append a mono block whose last sample was captured at `end_us`.
+
+        `contiguous`: True when the source guarantees the block follows the previous one (PortAudio without an
+        overflow), False when it knows it does not; None judges from the timestamps: a block starting more than half
+        its own length (at least 2 ms) after the previous one ended follows a gap, and one ending at or before the
+        previous end is out of order or repeated and is dropped. Either way the audio after it is a new stream."""
         block = np.asarray(block, np.float32).reshape(-1)
         n = len(self._buf)
         with self._lock:
+            if self._end_us is not None and contiguous is not True:
+                block_us = len(block) * 1e6 / self.sample_rate
+                late_us = end_us - block_us - self._end_us
+                if end_us <= self._end_us:
+                    self.dropped_blocks += 1
+                    self._breaks.append(Break(self._written, f"a block out of order or repeated (it ends {(self._end_us - end_us) / 1000:.1f} ms before the previous one); dropped"))
+                    return
+                if contiguous is False:
+                    self._breaks.append(Break(self._written, "a discontinuity the source reported"))
+                elif late_us > max(block_us / 2, MIN_GAP_US):
+                    self._breaks.append(Break(self._written, f"a gap of {late_us / 1000:.1f} ms"))
             if len(block) >= n:
                 self._buf[:] = block[-n:]
             else:
@@ -34,6 +75,12 @@ class AudioRing:
             self._written += len(block)
             self._end_us = int(end_us)
             self._lock.notify_all()
+
+    def mark_break(self, reason: str) -> None:
+        """The next block does not follow the audio so far (e.g. the device was reopened)."""
+        with self._lock:
+            if self._written:
+                self._breaks.append(Break(self._written, reason))
 
     def finish(self) -> None:
         """No more audio will come (a file microphone reached its end)."""
@@ -52,17 +99,12 @@ class AudioRing:
         with self._lock:
             return self._end_us
 
-    def window(self, end_us: int, samples: int) -> tuple[np.ndarray, int] | None:
-        """`samples` samples ending at `end_us` (or at the newest sample if `end_us` is later), and that end
-        time; None when the buffer does not hold that window (too little audio, or too long ago)."""
+    def read_from(self, start: int) -> RingRead:
+        """Every sample from `start` (counted since the first write) to the newest one still held — starting later
+        when the ring has overwritten some — with the breaks among them."""
         n = len(self._buf)
         with self._lock:
-            if self._end_us is None:
-                return None
-            behind = max(0, round((self._end_us - end_us) * self.sample_rate / 1e6))  # samples after the window
-            stop = self._written - behind
-            start = stop - samples
-            if start < 0 or start < self._written - n or samples > n:
-                return None
-            idx = np.arange(start, stop) % n
-            return self._buf[idx], self._end_us - round(behind * 1e6 / self.sample_rate)
+            start = max(start, self._written - n)
+            idx = np.arange(start, self._written) % n
+            breaks = [b for b in self._breaks if b.index >= start]
+            return RingRead(self._buf[idx], start, breaks, self._written, self._end_us)
