@@ -6,6 +6,7 @@ The parameters are data (`ImageSpec`, `AudioSpec`) recorded in the bundle manife
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -255,6 +256,12 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     return np.maximum(0, np.minimum(rising, falling)).T.astype(np.float32)
 
 
+# OpenBLAS (numpy's BLAS) runs an sgemm on one thread below M*N*K = 65536 * 4; above, it wakes its worker threads,
+# which then spin, fighting the inference runtime's threads for the cores: with onnxruntime on 2 cores, batch-1
+# predict() took 8 ms instead of 0.6 ms. The mel projection is cut into row chunks below that size.
+BLAS_ONE_THREAD_MNK = 262144
+
+
 @lru_cache(maxsize=8)
 def _window(win_length: int) -> np.ndarray:
     return np.hanning(win_length + 1)[:-1].astype(np.float32)  # periodic Hann
@@ -267,7 +274,7 @@ def frame_power(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
     only the phase, so the power is that of the centred padding torch.stft uses. OpenCV's row-wise DFT when it is
     installed (about 10x numpy's pocketfft at these sizes), numpy's otherwise; equal to float rounding."""
     lead, n = frames.shape[:-1], spec.n_fft
-    padded = np.zeros((int(np.prod(lead)), n), np.float32)
+    padded = np.zeros((math.prod(lead), n), np.float32)
     np.multiply(frames.reshape(-1, spec.win_length), _window(spec.win_length), out=padded[:, : spec.win_length])
     cv2 = _opencv()
     if cv2 is not None and n % 2 == 0 and len(padded):
@@ -284,7 +291,12 @@ def frame_power(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
 def mel_frames(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """Normalised log-mel of (..., F, win_length) float32 frames → (..., F, n_mels) float32: the one feature
     computation behind `log_mel` (whole clips) and the live stream's incremental front-end."""
-    mel = frame_power(frames, spec) @ mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
+    power = frame_power(frames, spec)
+    bank = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
+    rows = max(1, BLAS_ONE_THREAD_MNK // bank.size)
+    mel = np.empty((*power.shape[:-1], spec.n_mels), np.float32)
+    for start in range(0, power.shape[-2], rows):  # (..., F, bins) @ (bins, mels), F in chunks: see BLAS_ONE_THREAD_MNK
+        np.matmul(power[..., start : start + rows, :], bank, out=mel[..., start : start + rows, :])
     return (np.log(mel + np.float32(spec.log_floor)) - np.float32(spec.mean)) / np.float32(spec.std)
 
 

@@ -105,6 +105,7 @@ class AudioRing:
         n = len(self._buf)
         with self._lock:
             start = max(start, self._written - n)
-            idx = np.arange(start, self._written) % n
+            first, count = start % n, self._written - start
+            samples = np.concatenate([self._buf[first : first + count], self._buf[: max(0, first + count - n)]])
             breaks = [b for b in self._breaks if b.index >= start]
-            return RingRead(self._buf[idx], start, breaks, self._written, self._end_us)
+            return RingRead(samples, start, breaks, self._written, self._end_us)
