@@ -212,6 +212,37 @@ def test_microphone_ending_gives_image_only_answers(tiny_bundle, tmp_path, av_fi
     assert ("image", "audio") in kinds and kinds[-1] == ("image",) and summary.image_only > 0
 
 
+class LossyRing(AudioRing):
+    """A ring behind a lossy transport: the blocks ending in [lost_from_us, lost_to_us) never arrive, and the
+    writer does not know whether what arrives is contiguous."""
+
+    def __init__(self, sample_rate: int, lost_from_us: int, lost_to_us: int) -> None:
+        super().__init__(sample_rate)
+        self.lost = (lost_from_us, lost_to_us)
+
+    def write(self, block, end_us, contiguous=None):
+        if not self.lost[0] <= end_us < self.lost[1]:
+            super().write(block, end_us, None)
+
+
+def test_a_gap_in_the_audio_restarts_the_features_and_says_so(tiny_bundle, av_files, caplog):
+    video, wav = av_files
+    model = load_bundle(tiny_bundle, threads=1)
+    timeline = VirtualTimeline()
+    mic = FileMicrophone(wav, timeline)
+    mic.ring = LossyRing(mic.ring.sample_rate, 1_200_000, 1_400_000)  # 200 ms lost at 1.2 s
+    answers = []
+    pipeline = LivePipeline(model, timeline, camera=str(video), mic=mic, sinks=[answers.append], realtime=False)
+    with caplog.at_level("WARNING", logger="edgemm"):
+        summary = pipeline.run()
+    fused = [a for a in answers if a.prediction.modalities == ("image", "audio")]
+    image_only = [a.t_ms for a in answers if a.prediction.modalities == ("image",)]
+    assert summary.audio_restarts == 1 and any("a gap of 200.0 ms" in r.getMessage() for r in caplog.records)
+    before = [a for a in fused if a.t_ms < 1400]  # windows that end before the gap (the newest audio there was)
+    assert before and all(a.t_ms - a.skew_ms <= 1200 for a in before)
+    assert [t for t in image_only if t > 1400] and min(a.t_ms for a in fused if a.t_ms >= 1400) >= 2400  # a whole second after it
+
+
 def run_app(*args, **kw):
     return subprocess.run([sys.executable, "-m", "edgemm.apps.live", *map(str, args)], capture_output=True, text=True, timeout=120, **kw)
 
