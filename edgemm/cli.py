@@ -1,4 +1,7 @@
-"""The `edgemm` command line. Device-side commands (info, predict, bench, live, build-engine) never import torch."""
+"""The `edgemm` command line. Device-side commands (info, predict, verify, live, bench, build-engine) never import torch.
+
+The device install (`edgemm-device`, built from `device/pyproject.toml`) holds this module with the runtime, the live
+app and the few modules the device commands use; the toolkit's commands then fail with one line naming what to install."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +10,30 @@ import sys
 from pathlib import Path
 
 from edgemm import __version__
+from edgemm.runtimes.backends import module_available
 from edgemm.runtimes.errors import EdgemmError
 
 TORCH_COMMANDS = ("train", "distill", "quantize", "export", "demo")
+# commands that need the toolkit's export side (edgemm.export), with the extra that provides what they use
+TOOLKIT_COMMANDS = {**dict.fromkeys(TORCH_COMMANDS, "export,data"), "build-engine": "tensorrt"}
+DEVICE_DISTRIBUTION = "edgemm-device"
 
 
 class UsageError(EdgemmError):
     """Flags that do not go together."""
+
+
+class ToolkitMissingError(EdgemmError):
+    """A command (or an option of one) needs the full toolkit, and this is the device install, which leaves it out."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(f"{what} is not in the device install ({DEVICE_DISTRIBUTION}): install the full toolkit in its place: "
+                         f"pip install 'edgemm[{extra}]'")  # fmt: skip
+
+
+def device_install() -> bool:
+    """Whether this edgemm is the device install: the runtime and the device commands, without the export side."""
+    return not module_available("edgemm.export")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -365,9 +385,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgemm.apps.live import add_live_arguments
-    from edgemm.export.onnx_int8 import CONFIGS
-    from edgemm.export.registry import FORMATS
     from edgemm.runtimes.backends import BACKENDS
+
+    if device_install():  # the toolkit's commands are still listed; `main` answers them with what to install
+        CONFIGS, FORMATS = (), ()
+    else:
+        from edgemm.export.onnx_int8 import CONFIGS
+        from edgemm.export.registry import FORMATS
 
     parser = argparse.ArgumentParser(prog="edgemm", description="Compress, export, verify and run camera+microphone models on edge devices.")
     parser.add_argument("--version", action="version", version=f"edgemm {__version__}")
@@ -489,7 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _toolkit_need(args: argparse.Namespace) -> tuple[str, str] | None:
+    """What a command (with these options) needs beyond the device install, named for a user, and the extra that
+    provides it; None when the device install has all it needs."""
+    if args.command in TOOLKIT_COMMANDS:
+        return f"`edgemm {args.command}`", TOOLKIT_COMMANDS[args.command]
+    if getattr(args, "checkpoint", None):  # verify/bench --checkpoint: torch and the export side
+        return f"`edgemm {args.command} --checkpoint`", "export,data"
+    if getattr(args, "sample", False):  # live --sample: the built-in data set makes the stream
+        return f"`edgemm {args.command} --sample`", "data,app"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    command = next((a for a in argv if not a.startswith("-")), None)  # the top level has no options that take a value
+    if command in TOOLKIT_COMMANDS and device_install():  # before parsing: its flags are the toolkit's business
+        print(f"edgemm: error: {ToolkitMissingError(f'`edgemm {command}`', TOOLKIT_COMMANDS[command])}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -497,10 +538,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgemm: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
-        if args.command in TORCH_COMMANDS or getattr(args, "checkpoint", None):  # verify/bench --checkpoint load torch
-            print(f"edgemm: error: `edgemm {args.command}` needs {exc.name!r}: pip install 'edgemm[export,data]'", file=sys.stderr)
-            return 2
-        raise
+        need = _toolkit_need(args)
+        if need is None:
+            raise
+        if device_install():  # the toolkit's modules and packages (torch, the data set's) are not to be added one by one
+            print(f"edgemm: error: {ToolkitMissingError(*need)}", file=sys.stderr)
+        else:
+            print(f"edgemm: error: {need[0]} needs {exc.name!r}: pip install 'edgemm[{need[1]}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgemm: interrupted", file=sys.stderr)
         return 130

@@ -1,12 +1,12 @@
 """An emulated aarch64 device for the tests: a Debian arm64 userland run by qemu-user, with the device install.
 
 No package scripts run under emulation and nothing is mounted: `mmdebstrap --variant=extract` unpacks the
-rootfs, the host's pip installs the aarch64 wheels (the runtimes, OpenCV, soundfile) and edgemm itself into
-it, and `qemu-aarch64-static -L ROOTFS` runs its Python. qemu looks paths up under ROOTFS first, so a
-plain file `ROOTFS/proc/cpuinfo` describes the emulated CPU to the guest (onnxruntime reads it at import,
-and must see the CPU that `QEMU_CPU` emulates: a cpuinfo claiming dot product on a core without it ends in
-SIGILL). The rootfs and wheels are cached between runs under `$EDGEMM_DEVICE_CACHE` (default
-`~/.cache/edgemm-device`); edgemm is reinstalled on every run.
+rootfs, the host's pip installs the aarch64 wheels (the runtimes, OpenCV, soundfile, soxr) and edgemm's device
+distribution (`device/`: edgemm-device, no torch, no model code) into it, and `qemu-aarch64-static -L ROOTFS`
+runs its Python. qemu looks paths up under ROOTFS first, so a plain file `ROOTFS/proc/cpuinfo` describes the
+emulated CPU to the guest (onnxruntime reads it at import, and must see the CPU that `QEMU_CPU` emulates: a
+cpuinfo claiming dot product on a core without it ends in SIGILL). The rootfs and wheels are cached between
+runs under `$EDGEMM_DEVICE_CACHE` (default `~/.cache/edgemm-device`); edgemm-device is reinstalled on every run.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "bookworm"  # Python 3.11, like the host: the host's pip picks cp311 wheels for it
 GLIBC = 36  # bookworm's glibc 2.36: every manylinux_2_N tag up to it (without 2_35/2_36 pip falls back to old releases)
-DEVICE_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "openvino", "opencv-python-headless", "soundfile")
+DEVICE_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "openvino", "opencv-python-headless", "soundfile", "soxr")
 DEBIAN_PACKAGES = "python3,libc-bin,libstdc++6,libgomp1"  # what the wheels' native code links against
 
 CPUINFO = {  # QEMU_CPU → what /proc/cpuinfo shows on such a core (two of them)
@@ -75,7 +75,7 @@ class Arm64Device:
 
     @classmethod
     def prepare(cls, cache: Path | None = None) -> "Arm64Device":
-        """Build (or reuse) the rootfs and the wheels, then install this checkout's edgemm into it."""
+        """Build (or reuse) the rootfs and the wheels, then install this checkout's device distribution into it."""
         qemu = shutil.which("qemu-aarch64-static")
         if qemu is None:
             raise DeviceUnavailable("qemu-aarch64-static is not installed (Debian: apt-get install qemu-user-static; make test does it as root)")
@@ -103,11 +103,11 @@ class Arm64Device:
         device = cls(root, qemu)
         shutil.rmtree(root / "opt" / "edgemm", ignore_errors=True)
         _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
-              "--target", str(root / "opt" / "edgemm"), str(REPO)], "installing edgemm into the arm64 userland")  # fmt: skip
+              "--target", str(root / "opt" / "edgemm"), str(REPO / "device")], "installing edgemm-device into the arm64 userland")  # fmt: skip
         return device
 
     def site_size_mb(self) -> float:
-        """What the device install takes (wheels + edgemm), in MB."""
+        """What the device install takes (wheels + edgemm-device), in MB."""
         return sum(p.stat().st_size for base in ("opt/site", "opt/edgemm") for p in (self.root / base).rglob("*") if p.is_file()) / 1e6
 
     def run(self, cpu: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 1200) -> subprocess.CompletedProcess:
