@@ -262,42 +262,59 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 BLAS_ONE_THREAD_MNK = 262144
 
 
+class _MelPlan:
+    """What the log-mel of one `AudioSpec` needs, computed once: the window, the mel bank laid out for the DFT in use
+    (for OpenCV's packed real DFT, re and im rows both map to their bin's filters, so the power spectrum is never
+    assembled), the row chunk, the normalisation constants."""
+
+    def __init__(self, spec: AudioSpec, cv2) -> None:
+        self.n_fft, self.win_length, self.n_mels = spec.n_fft, spec.win_length, spec.n_mels
+        self.window = np.hanning(spec.win_length + 1)[:-1].astype(np.float32)  # periodic Hann
+        bank = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
+        self.cv2 = cv2 if spec.n_fft % 2 == 0 else None
+        if self.cv2 is not None:  # CCS layout of a real DFT row: re0, re1, im1, re2, im2, ..., re(n/2)
+            n = spec.n_fft
+            self.bank = np.zeros((n, spec.n_mels), np.float32)
+            self.bank[0], self.bank[n - 1] = bank[0], bank[n // 2]
+            self.bank[1 : n - 1 : 2] = self.bank[2 : n - 1 : 2] = bank[1 : n // 2]
+        else:
+            self.bank = bank
+        self.rows = max(1, BLAS_ONE_THREAD_MNK // self.bank.size)
+        self.floor, self.mean, self.scale = np.float32(spec.log_floor), np.float32(spec.mean), np.float32(1 / spec.std)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        lead = frames.shape[:-1]
+        padded = np.zeros((math.prod(lead), self.n_fft), np.float32)  # zero-padded at the end: see mel_frames
+        np.multiply(frames.reshape(-1, self.win_length), self.window, out=padded[:, : self.win_length])
+        if self.cv2 is not None:
+            squares = np.square(self.cv2.dft(padded, flags=self.cv2.DFT_ROWS)) if len(padded) else padded
+        else:
+            spectrum = np.fft.rfft(padded, axis=-1)
+            squares = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        mel = np.empty((len(padded), self.n_mels), np.float32)
+        for start in range(0, len(padded), self.rows):  # rows in chunks: see BLAS_ONE_THREAD_MNK
+            np.matmul(squares[start : start + self.rows], self.bank, out=mel[start : start + self.rows])
+        np.add(mel, self.floor, out=mel)
+        np.log(mel, out=mel)
+        np.subtract(mel, self.mean, out=mel)
+        np.multiply(mel, self.scale, out=mel)
+        return mel.reshape(*lead, self.n_mels)
+
+
 @lru_cache(maxsize=8)
-def _window(win_length: int) -> np.ndarray:
-    return np.hanning(win_length + 1)[:-1].astype(np.float32)  # periodic Hann
-
-
-def frame_power(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
-    """Power spectra of (..., F, win_length) float32 frames → (..., F, n_fft // 2 + 1) float32.
-
-    Each windowed frame is zero-padded to n_fft at its end: a circular shift of where the padding goes changes
-    only the phase, so the power is that of the centred padding torch.stft uses. OpenCV's row-wise DFT when it is
-    installed (about 10x numpy's pocketfft at these sizes), numpy's otherwise; equal to float rounding."""
-    lead, n = frames.shape[:-1], spec.n_fft
-    padded = np.zeros((math.prod(lead), n), np.float32)
-    np.multiply(frames.reshape(-1, spec.win_length), _window(spec.win_length), out=padded[:, : spec.win_length])
-    cv2 = _opencv()
-    if cv2 is not None and n % 2 == 0 and len(padded):
-        squares = np.square(cv2.dft(padded, flags=cv2.DFT_ROWS))  # CCS layout: re0, re1, im1, ..., re(n/2)
-        power = np.empty((len(padded), n // 2 + 1), np.float32)
-        power[:, 0], power[:, n // 2] = squares[:, 0], squares[:, n - 1]
-        np.add(squares[:, 1 : n - 1 : 2], squares[:, 2 : n - 1 : 2], out=power[:, 1 : n // 2])
-    else:
-        spectrum = np.fft.rfft(padded, axis=-1)
-        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    return power.reshape(*lead, n // 2 + 1)
+def _mel_plan(spec: AudioSpec, cv2) -> _MelPlan:
+    return _MelPlan(spec, cv2)
 
 
 def mel_frames(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
     """Normalised log-mel of (..., F, win_length) float32 frames → (..., F, n_mels) float32: the one feature
-    computation behind `log_mel` (whole clips) and the live stream's incremental front-end."""
-    power = frame_power(frames, spec)
-    bank = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
-    rows = max(1, BLAS_ONE_THREAD_MNK // bank.size)
-    mel = np.empty((*power.shape[:-1], spec.n_mels), np.float32)
-    for start in range(0, power.shape[-2], rows):  # (..., F, bins) @ (bins, mels), F in chunks: see BLAS_ONE_THREAD_MNK
-        np.matmul(power[..., start : start + rows, :], bank, out=mel[..., start : start + rows, :])
-    return (np.log(mel + np.float32(spec.log_floor)) - np.float32(spec.mean)) / np.float32(spec.std)
+    computation behind `log_mel` (whole clips) and the live stream's incremental front-end.
+
+    Each windowed frame is zero-padded to n_fft at its end: a circular shift of where the padding goes changes only
+    the phase, so the power is that of the centred padding torch.stft uses. The DFT is OpenCV's row-wise real DFT
+    when OpenCV is installed (about 10x numpy's pocketfft at these sizes), numpy's otherwise: equal to float
+    rounding (tested)."""
+    return _mel_plan(spec, _opencv())(frames)
 
 
 def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:

@@ -74,7 +74,8 @@ class StreamFrontEnd:
     def __init__(self, ring: AudioRing, spec: AudioSpec, seconds: float = 4.0, on_reset: Callable[[str], None] | None = None) -> None:
         self.ring, self.spec, self.on_reset = ring, spec, on_reset
         self._ratio = ring.sample_rate / spec.sample_rate  # source samples per model sample
-        self._keep = max(int(seconds * spec.sample_rate), spec.clip_samples + spec.win_length)  # model-rate samples held
+        self._clip, self._nframes = spec.clip_samples, spec.frames  # (properties computed on every read)
+        self._keep = max(int(seconds * spec.sample_rate), self._clip + spec.win_length)  # model-rate samples held
         self._log_mel = spec.features == "log-mel"
         self.resets = 0  # times the stream restarted after a break
         self._consumed = 0  # source samples taken from the ring (counted since its first write)
@@ -132,18 +133,18 @@ class StreamFrontEnd:
         spec, rate = self.spec, self.ring.sample_rate
         stop_source = self._written - max(0, math.ceil((self._end_us - end_us) * rate / 1e6 - 1e-6))  # samples captured by end_us
         stop = min(self._samples.count, (stop_source - self._origin) * spec.sample_rate // rate)
-        start = stop - spec.clip_samples
+        start = stop - self._clip
         if self._log_mel:
             start = start // spec.hop_length * spec.hop_length
             first = start // spec.hop_length
-            if start < 0 or not self._frames.held(first, first + spec.frames) or not self._samples.held(start, start + spec.clip_samples):
+            if start < 0 or not self._frames.held(first, first + self._nframes) or not self._samples.held(start, start + self._clip):
                 return None
-            tensor = self._frames.get(first, first + spec.frames).T[None]
+            tensor = self._frames.get(first, first + self._nframes).T[None]
         elif start < 0 or not self._samples.held(start, stop):
             return None
-        samples = self._samples.get(start, start + spec.clip_samples)
+        samples = self._samples.get(start, start + self._clip)
         tensor = tensor if self._log_mel else samples[None]
-        end_source = self._origin + (start + spec.clip_samples) * self._ratio  # just after the window's last sample
+        end_source = self._origin + (start + self._clip) * self._ratio  # just after the window's last sample
         end = self._end_us - round((self._written - end_source) * 1e6 / rate)
         level = 10 * float(np.log10(np.dot(samples, samples) / len(samples) + 1e-18))
         return AudioWindow(np.ascontiguousarray(tensor, np.float32), end, level)
