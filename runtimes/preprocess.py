@@ -284,16 +284,20 @@ class _MelPlan:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         lead = frames.shape[:-1]
+        if not math.prod(lead):
+            return np.zeros((*lead, self.n_mels), np.float32)
         padded = np.zeros((math.prod(lead), self.n_fft), np.float32)  # zero-padded at the end: see mel_frames
         np.multiply(frames.reshape(-1, self.win_length), self.window, out=padded[:, : self.win_length])
         if self.cv2 is not None:
-            squares = np.square(self.cv2.dft(padded, flags=self.cv2.DFT_ROWS)) if len(padded) else padded
+            squares = np.square(self.cv2.dft(padded, flags=self.cv2.DFT_ROWS))
         else:
             spectrum = np.fft.rfft(padded, axis=-1)
             squares = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-        mel = np.empty((len(padded), self.n_mels), np.float32)
-        for start in range(0, len(padded), self.rows):  # rows in chunks: see BLAS_ONE_THREAD_MNK
-            np.matmul(squares[start : start + self.rows], self.bank, out=mel[start : start + self.rows])
+        squares = squares.reshape(-1, lead[-1], squares.shape[-1])  # (clips, F, n) so every clip is cut the same way
+        mel = np.empty((*squares.shape[:2], self.n_mels), np.float32)
+        for start in range(0, lead[-1], self.rows):  # frames in chunks (BLAS_ONE_THREAD_MNK): a clip's answer never
+            # depends on the batch it came in (BLAS sums a different M tail in a different order)
+            np.matmul(squares[:, start : start + self.rows], self.bank, out=mel[:, start : start + self.rows])
         np.add(mel, self.floor, out=mel)
         np.log(mel, out=mel)
         np.subtract(mel, self.mean, out=mel)
