@@ -1,5 +1,6 @@
 """`edgemm bench BUNDLE`: every artifact's size, verification, accuracy and speed on this machine, as a
-table and an accuracy-vs-latency plot. Torch-free, so it runs on the device too."""
+table and an accuracy-vs-latency plot, with the format's own benchmark tool's figure on the same file beside it
+where that tool is installed (`edgemm.vendor_bench`). Torch-free, so it runs on the device too."""
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import numpy as np
 
 from edgemm.compare import Target
 from edgemm.evaluate import call_times_ms
-from edgemm.export.registry import FORMATS
 from edgemm.runtimes import load_bundle
+from edgemm.runtimes.backends import format_backend
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.manifest import Manifest
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
@@ -21,6 +22,11 @@ from edgemm.runtimes.reference import Infer, ReferenceSet
 from edgemm.runtimes.target_check import CheckStore, reference_digest
 from edgemm.runtimes.verification import accuracy_by_mode, run_model
 from edgemm.tables import format_table
+
+try:
+    from edgemm.vendor_bench import VendorFigure, vendor_latency
+except ImportError:  # an install packaged without it (device/pyproject.toml lists edgemm's modules one by one): no vendor column
+    VendorFigure, vendor_latency = None, None
 
 BATCH = 8  # the throughput batch
 
@@ -37,6 +43,7 @@ class Subject:
     verification: str
     backend: str = "-"
     note: str = ""
+    path: Path | None = None  # the artifact's file, for the vendor tool
 
 
 @dataclass
@@ -46,6 +53,7 @@ class BenchRow:
     p50_ms: float | None = None
     p95_ms: float | None = None
     throughput: float | None = None  # samples/s at batch BATCH
+    vendor: VendorFigure | None = None  # the format's own tool on the same file (None: no such tool, or not asked)
 
 
 def evaluation_set(bundle: Path, manifest: Manifest) -> ReferenceSet:
@@ -75,14 +83,15 @@ def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> li
     """One subject per artifact, loaded through `edgemm.runtimes` with the format's own backend."""
     subjects, store, digest = [], CheckStore(bundle), reference_digest(bundle, manifest)
     for art in manifest.artifacts:
-        known = store.lookup(art, digest, FORMATS[art.format].backend) if digest and art.verified else None
+        backend = format_backend(art.format).name
+        known = store.lookup(art, digest, backend) if digest and art.verified else None
         verdict = "FAILED here" if known is not None and not known.passed else "passed" if art.verified else "FAILED"
         try:
-            model = load_bundle(bundle, backend=FORMATS[art.format].backend, artifact=art.file, threads=threads)
+            model = load_bundle(bundle, backend=backend, artifact=art.file, threads=threads)
         except EdgemmError as exc:
-            subjects.append(Subject(art.file, art.format, art.precision, None, art.total_bytes, verdict, note=str(exc)))
+            subjects.append(Subject(art.file, art.format, art.precision, None, art.total_bytes, verdict, note=str(exc), path=bundle / art.file))
             continue
-        subjects.append(Subject(art.file, art.format, art.precision, model.infer, art.total_bytes, verdict, model.backend.name))
+        subjects.append(Subject(art.file, art.format, art.precision, model.infer, art.total_bytes, verdict, model.backend.name, path=bundle / art.file))
     return subjects
 
 
@@ -100,23 +109,36 @@ def timings(infer: Infer, data: ReferenceSet, runs: int, warmup: int = 20) -> tu
     return float(np.percentile(times, 50)), float(np.percentile(times, 95)), 1000 * BATCH / float(np.median(batch_ms))
 
 
-def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None) -> list[BenchRow]:
-    """Accuracy per modality pattern on `data` and timings, every subject measured in this one run."""
+def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None,
+          vendor: bool = False, threads: int | None = None) -> list[BenchRow]:  # fmt: skip
+    """Accuracy per modality pattern on `data` and timings, every subject measured in this one run; with `vendor`, each
+    artifact's own benchmark tool is run on its file right after (same `threads`, `runs` timed calls)."""
     rows = []
     for s in progress(subjects) if progress else subjects:
         if s.infer is None:
             rows.append(BenchRow(s))
             continue
         accuracy = accuracy_by_mode(run_model(s.infer, data), data)
-        rows.append(BenchRow(s, accuracy, *timings(s.infer, data, runs)))
+        row = BenchRow(s, accuracy, *timings(s.infer, data, runs))
+        if vendor and s.path is not None and vendor_latency is not None:
+            row.vendor = vendor_latency(s.path, s.format, threads, runs)
+        rows.append(row)
     return rows
 
 
+VENDOR_NOTE = ("vendor p50: the median batch-1 latency the format's own tool reports on the same file with the same threads "
+               "(benchmark_app -hint latency: the request's latency inside C++, no Python call; litert-benchmark: CompiledModel.run_by_name "
+               "wall time, to 0.01 ms), inputs pre-filled, outputs not read; x vendor = p50 ms b1 / vendor p50. onnxruntime's wheel has no such tool.")  # fmt: skip
+
+
 def render_bench(rows: list[BenchRow], title: str, baseline: str | None = None) -> str:
-    """The table; with `baseline` (a subject name), a speed-up column against its batch-1 p50."""
+    """The table; with `baseline` (a subject name), a speed-up column against its batch-1 p50; where any row has a
+    vendor figure (or tried for one), the vendor tool's p50 and our p50 over it."""
     base = next((r.p50_ms for r in rows if r.subject.name == baseline), None)
+    vendor = any(r.vendor is not None for r in rows)
     headers = ["artifact", "format", "precision", "backend", "MB", "verification", *MODALITY_PATTERNS, "p50 ms b1", "p95 ms b1", f"samples/s b{BATCH}"]
     headers += [f"x {baseline}"] if base else []
+    headers += ["vendor p50 ms", "x vendor"] if vendor else []
     body = []
     for r in rows:
         s = r.subject
@@ -126,8 +148,18 @@ def render_bench(rows: list[BenchRow], title: str, baseline: str | None = None) 
         line = [s.name, s.format, s.precision, s.backend, f"{s.bytes / 1e6:.3f}", s.verification,
                 *(f"{r.accuracy[m]:.3f}" if m in r.accuracy else "-" for m in MODALITY_PATTERNS), f"{r.p50_ms:.3f}", f"{r.p95_ms:.3f}", f"{r.throughput:,.0f}"]  # fmt: skip
         line += [f"{base / r.p50_ms:.1f}x"] if base else []
+        if vendor:
+            v = r.vendor.p50_ms if r.vendor is not None else None
+            line += [f"{v:.3f}", f"{r.p50_ms / v:.2f}"] if v else ["-", "-"]
         body.append(line)
     notes = [f"  {r.subject.name}: not run here: {r.subject.note}" for r in rows if r.p50_ms is None and r.subject.note]
+    if vendor:
+        notes.append(f"  {VENDOR_NOTE}")
+        failed: dict[str, list[str]] = {}  # one line per reason (a missing tool is the same for every file)
+        for r in rows:
+            if r.vendor is not None and r.vendor.p50_ms is None:
+                failed.setdefault(r.vendor.note, []).append(r.subject.name)
+        notes += [f"  no vendor figure for {', '.join(names)}: {note}" for note, names in failed.items()]
     return "\n".join([format_table(headers, body, title), *notes])
 
 
@@ -182,9 +214,11 @@ def plot_bench(rows: list[BenchRow], path: Path, title: str) -> Path:
     return path
 
 
-def bench_bundle(bundle: str | Path, threads: int | None = None, runs: int = 200, extra: list[Subject] = ()) -> tuple[list[BenchRow], str]:
+def bench_bundle(bundle: str | Path, threads: int | None = None, runs: int = 200, extra: list[Subject] = (),
+                 vendor: bool = False) -> tuple[list[BenchRow], str]:  # fmt: skip
     """Benchmark every artifact of a bundle (and `extra` subjects, e.g. the torch eager model); returns the
-    rows and a title naming the evaluation data and the machine."""
+    rows and a title naming the evaluation data and the machine. With `vendor`, each artifact's own benchmark
+    tool (where installed) is run on its file too, a few seconds each."""
     import platform
 
     bundle = Path(bundle)
@@ -197,7 +231,7 @@ def bench_bundle(bundle: str | Path, threads: int | None = None, runs: int = 200
         progress = lambda items: tqdm(items, desc="bench", unit="artifact", leave=False)  # noqa: E731
     except ImportError:
         progress = None
-    rows = bench(subjects, data, runs, progress)
+    rows = bench(subjects, data, runs, progress, vendor=vendor, threads=threads)
     title = (f"{bundle.name}: accuracy on {data.name} ({len(data) // len(data.pattern_rows)} samples x {len(data.pattern_rows)} patterns); latency over {runs} runs, "
              f"{threads or 'default'} threads, {platform.machine()}")  # fmt: skip
     return rows, title

@@ -185,7 +185,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from edgemm.bundle_bench import bench_bundle, plot_bench, render_bench
 
     extra = [_eager_subject(args.checkpoint, args.threads)] if args.checkpoint else []
-    rows, title = bench_bundle(args.bundle, threads=args.threads, runs=args.runs, extra=extra)
+    rows, title = bench_bundle(args.bundle, threads=args.threads, runs=args.runs, extra=extra, vendor=not args.no_vendor)
     print(render_bench(rows, title, baseline=extra[0].name if extra else None))
     if args.plot:
         print(f"plot written to {plot_bench(rows, Path(args.plot), title)}")
@@ -467,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads per backend (default: the backend's own)")
     p.add_argument("--runs", type=int, default=200, help="timed batch-1 calls per artifact (after warm-up)")
     p.add_argument("--checkpoint", help="add the checkpoint's model in PyTorch eager as the baseline row (needs torch)")
+    p.add_argument("--no-vendor", action="store_true",
+                   help="skip the reference column from each format's own benchmark tool (benchmark_app, litert-benchmark; run where installed, a few seconds per artifact)")  # fmt: skip
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("live", help="run a bundle on a live camera and microphone (or files, or the built-in sample stream)")

@@ -15,6 +15,23 @@ An IR with fp16-compressed weights runs only on the dynamic-shape model: compile
 2026.4's x86 CPU plugin answered the example user model's fp16 IR (a transformer: a learned query broadcast to
 the batch, scaled-dot-product attention) right on the first call and wrong (logits off by up to 6) on every
 later one; the dynamic model is right on every call, as the fp32 IR is either way.
+
+Configured as `benchmark_app -hint latency` configures the CPU (see `edgemm.vendor_bench`), except for pinning:
+PERFORMANCE_HINT=LATENCY (one stream; OpenVINO 2026.4's CPU default already, set so another default cannot change
+it), INFERENCE_NUM_THREADS=`threads`, ENABLE_CPU_PINNING=False on CPU (the tool's latency run pins). Pinning did not
+make the isolated call faster here (within noise) and made a live loop slower: a call, then ~0.3 ms of numpy
+preprocessing, 2 cores, AMD EPYC AVX2, totals 0.59–0.64 ms unpinned vs 0.61–0.75 pinned (fp32 IR), as pinned
+threads cannot move off a core the app's other threads or other processes want.
+
+What made the call slow was Python, not the plugin: `infer({name: array}, share_inputs=True)` wraps every input in a
+new Tensor and builds result dicts per call. Each request now keeps its input tensors (the static request's own,
+or arrays bound once per batch size to the dynamic one): feeds are copied in (`np.copyto`, ~3 µs for the default
+student's 20 KB), `infer()` runs with no arguments and the outputs are copied out of the request's output
+tensors. Batch 1, 2 threads, medians of alternating rounds: fp32 IR 0.28 → 0.20 ms, int8 IR 0.35 → 0.27 ms, fp16 IR
+0.34 → 0.26 ms. What remains over `benchmark_app`'s median (0.155 / 0.19–0.22 ms) is the Python call itself:
+the tool reports the request's in-C++ latency; a bare `request.infer()` from Python is ~20 µs more and the
+copies in and out ~20 µs more — about the tool's own Python loop (1000 / its FPS: 0.19–0.21 ms for the fp32 IR).
+The fp16 IR stays on the dynamic model (above), which costs ~45 µs a call in the tool too (`-data_shape`).
 """
 from __future__ import annotations
 
@@ -23,14 +40,49 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ModelFileError
+from ..errors import BackendUnavailableError, InputError, ModelFileError
 from .base import Backend
 
 STATIC_BATCHES = 4  # batch sizes compiled with static shapes per model
 
 
+class _Bound:
+    """An infer request whose input tensors are this backend's to fill: `run` copies the feeds in and calls `infer()`
+    with no arguments, so no Tensor or result dict is built per call."""
+
+    def __init__(self, request, names: tuple[str, ...], n_outputs: int, ov=None, batch: int | None = None, rows=None) -> None:
+        self.request = request
+        if batch is None:  # static shapes: the request's own input memory
+            self._tensors = [request.get_tensor(name) for name in names]
+        else:  # the dynamic model: tensors of this batch over arrays kept here, set once per batch size
+            self._tensors = [ov.Tensor(np.empty((batch, *rows[name][0]), rows[name][1]), shared_memory=True) for name in names]
+            for name, tensor in zip(names, self._tensors):
+                request.set_tensor(name, tensor)
+        self.inputs = [t.data for t in self._tensors]
+        self.n_outputs = n_outputs
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        for target, value in zip(self.inputs, feeds):
+            if target.shape != value.shape:  # np.copyto would broadcast
+                raise InputError(f"input of shape {value.shape} where the model takes {target.shape}")
+            np.copyto(target, value, casting="same_kind")
+        self.request.infer()
+        return [self.request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
+
+
+class _Passing:
+    """A request given its inputs with each call (a model with dynamic dimensions past the batch)."""
+
+    def __init__(self, request, names: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+        self.request, self.names, self.outputs = request, names, outputs
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        result = self.request.infer({name: np.ascontiguousarray(v) for name, v in zip(self.names, feeds)}, share_inputs=True)
+        return [np.array(result[name]) for name in self.outputs]
+
+
 class OpenVinoBackend(Backend):
-    """`openvino.Core.compile_model` behind the backend interface, with shared input buffers."""
+    """`openvino.Core.compile_model` behind the backend interface; each request keeps its own input tensors."""
 
     name = "openvino"
 
@@ -40,11 +92,14 @@ class OpenVinoBackend(Backend):
             import openvino as ov
         except ImportError as exc:
             raise BackendUnavailableError("the openvino backend", "openvino", "openvino") from exc
+        self._ov = ov
         if not self.path.with_suffix(".bin").is_file():
             raise ModelFileError(f"{self.path}: its weights file {self.path.with_suffix('.bin').name} is missing")
-        self._config = {"INFERENCE_PRECISION_HINT": "f32"}
+        self._config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}  # see the module docstring
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        if (device or "CPU").upper() == "CPU":
+            self._config["ENABLE_CPU_PINNING"] = False
         self._core = ov.Core()
         try:
             self._model = self._core.read_model(str(self.path))
@@ -54,11 +109,16 @@ class OpenVinoBackend(Backend):
             compiled = self._compile(self._model)
         except RuntimeError as exc:
             raise ModelFileError(f"{self.path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from exc
-        self._dynamic = compiled.create_infer_request()
-        self._static: dict[int, object] = {}
-        self._static_shapes = not any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
         self._inputs = tuple(i.get_any_name() for i in compiled.inputs)
         self._outputs = tuple(o.get_any_name() for o in compiled.outputs)
+        rows = [list(i.get_partial_shape())[1:] for i in compiled.inputs]
+        self._rows = None  # per input: (shape of one row, dtype); None when a dimension past the batch is dynamic
+        if all(d.is_static for row in rows for d in row):
+            self._rows = {i.get_any_name(): (tuple(d.get_length() for d in row), i.get_element_type().to_dtype()) for i, row in zip(compiled.inputs, rows)}
+        self._dynamic_request = compiled.create_infer_request()
+        self._dynamic: _Bound | _Passing | None = None  # bound to the batch size it last ran
+        self._static: dict[int, _Bound | _Passing] = {}
+        self._static_shapes = not any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
 
     @staticmethod
     def _on_arm() -> bool:
@@ -73,18 +133,25 @@ class OpenVinoBackend(Backend):
                 raise
             return self._core.compile_model(model, self.device or "CPU", self._config)
 
-    def _request(self, batch: int):
-        """The infer request compiled for exactly `batch` rows (static shapes), or the dynamic one."""
-        request = self._static.get(batch)
-        if request is None:
-            if len(self._static) >= STATIC_BATCHES or not self._static_shapes:
-                return self._dynamic
+    def _runner(self, request, batch: int | None = None) -> _Bound | _Passing:
+        if self._rows is None:
+            return _Passing(request, self._inputs, self._outputs)
+        return _Bound(request, self._inputs, len(self._outputs), self._ov, batch, self._rows)
+
+    def _request(self, batch: int) -> _Bound | _Passing:
+        """The request compiled for exactly `batch` rows (static shapes), else the dynamic one (bound to `batch`)."""
+        runner = self._static.get(batch)
+        if runner is not None:
+            return runner
+        if len(self._static) < STATIC_BATCHES and self._static_shapes:
             model = self._model.clone()
             model.reshape({i.get_any_name(): [batch, *list(i.get_partial_shape())[1:]] for i in model.inputs})
-            request = self._static[batch] = self._compile(model).create_infer_request()
-        return request
+            runner = self._static[batch] = self._runner(self._compile(model).create_infer_request())
+            return runner
+        if self._dynamic is None or (isinstance(self._dynamic, _Bound) and len(self._dynamic.inputs[0]) != batch):
+            self._dynamic = self._runner(self._dynamic_request, batch)
+        return self._dynamic
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batch = len(feeds[self._inputs[0]])
-        result = self._request(batch).infer({name: np.ascontiguousarray(feeds[name]) for name in self._inputs}, share_inputs=True)
-        return {name: np.array(result[name]) for name in self._outputs}
+        values = [feeds[name] for name in self._inputs]
+        return dict(zip(self._outputs, self._request(len(values[0])).run(values)))
