@@ -85,8 +85,11 @@ class FileMicrophone(AudioSource):
                     break
                 offset, pos = offset + len(self.samples), 0
             block = self.samples[pos : pos + self.block]
-            end_us = self._t0 + round((offset + pos + len(block)) * 1e6 / rate)
-            if not self.timeline.sleep_until(end_us):
+            start_us, end_us = (self._t0 + round((offset + pos + n) * 1e6 / rate) for n in (0, len(block)))
+            # in real time a block is written when its last sample's time has come; on a virtual timeline (a recording
+            # as fast as possible) once the video reaches its first, so all audio up to a frame's time is there when
+            # the frame is answered: the answers depend on the recording alone, never on the threads' timing
+            if not self.timeline.sleep_until(start_us if self.timeline.virtual else end_us):
                 break
             self.ring.write(block, end_us, contiguous=True)  # a loop restarts the file, not the stream
             pos += len(block)

@@ -182,9 +182,8 @@ class LivePipeline:
         if self.front_end is None or not self.mic.alive:
             return None
         ring = self.mic.ring
-        if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video, up to the
-            # last block that can be complete at the frame's time (a later one waits for the video to move on)
-            ring.wait_for(t_us - round(self.mic.block * 1e6 / ring.sample_rate) + 1, timeout=FILE_MIC_WAIT_S)
+        if self.timeline.virtual:  # fast file playback: let the file microphone catch up with the video's time
+            ring.wait_for(t_us, timeout=FILE_MIC_WAIT_S)
         return self.front_end.window(t_us)
 
     def _answer(self, t_us: int, captured_us: int, frame: Frame | None) -> None:
