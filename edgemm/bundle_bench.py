@@ -22,11 +22,7 @@ from edgemm.runtimes.reference import Infer, ReferenceSet
 from edgemm.runtimes.target_check import CheckStore, reference_digest
 from edgemm.runtimes.verification import accuracy_by_mode, run_model
 from edgemm.tables import format_table
-
-try:
-    from edgemm.vendor_bench import VendorFigure, vendor_latency
-except ImportError:  # an install packaged without it (device/pyproject.toml lists edgemm's modules one by one): no vendor column
-    VendorFigure, vendor_latency = None, None
+from edgemm.vendor_bench import VendorFigure, vendor_latency
 
 BATCH = 8  # the throughput batch
 
@@ -120,7 +116,7 @@ def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress
             continue
         accuracy = accuracy_by_mode(run_model(s.infer, data), data)
         row = BenchRow(s, accuracy, *timings(s.infer, data, runs))
-        if vendor and s.path is not None and vendor_latency is not None:
+        if vendor and s.path is not None:
             row.vendor = vendor_latency(s.path, s.format, threads, runs)
         rows.append(row)
     return rows

@@ -28,7 +28,7 @@ class ToolkitMissingError(EdgemmError):
 
     def __init__(self, what: str, extra: str) -> None:
         super().__init__(f"{what} is not in the device install ({DEVICE_DISTRIBUTION}): install the full toolkit in its place: "
-                         f"pip install 'edgemm[{extra}]'")  # fmt: skip
+                         f"pip uninstall edgemm-device && pip install 'edgemm[{extra}]'")  # fmt: skip
 
 
 def device_install() -> bool:

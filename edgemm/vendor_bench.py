@@ -106,7 +106,7 @@ def _last_line(text: str) -> str:
 def _run(command: list[str], parse, tool: str) -> VendorFigure:
     figure = VendorFigure(tool, command=command)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         figure.note = f"{tool} ran over {TIMEOUT_S} s and was stopped"
         return figure
@@ -123,7 +123,11 @@ def _run(command: list[str], parse, tool: str) -> VendorFigure:
     if done.returncode != 0:
         figure.note = f"{tool} failed (exit {done.returncode}): {_last_line(output)}"
         return figure
-    figure.p50_ms, figure.mean_ms = parse(output)
+    try:
+        figure.p50_ms, figure.mean_ms = parse(output)
+    except (ValueError, OSError) as exc:  # a figure the tool printed in a form this module cannot read
+        figure.note = f"cannot read {tool}'s output ({exc})"
+        return figure
     if figure.p50_ms is None:
         figure.note = f"{tool} printed no median latency this module can read: {_last_line(output)}"
     elif figure.p50_ms == 0:  # litert-benchmark prints to 0.01 ms
@@ -169,6 +173,6 @@ def vendor_latency(file: str | Path, fmt: str, threads: int | None = None, runs:
     with tempfile.TemporaryDirectory(prefix="edgemm-vendor-") as tmp:
         try:
             command, parse = vendor_command(Path(file), fmt, threads, runs, warmup, Path(tmp), exe)
-        except (ET.ParseError, OSError) as exc:
+        except (ET.ParseError, OSError, AttributeError, ValueError) as exc:  # an IR this module cannot read its inputs from
             return VendorFigure(tool, note=f"cannot prepare {tool}'s run on {file} ({exc})")
         return _run(command, parse, tool)

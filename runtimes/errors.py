@@ -1,6 +1,8 @@
 """Typed errors of the runtime: each names the file, stream or input it is about."""
 from __future__ import annotations
 
+import importlib.metadata
+
 
 class EdgemmError(Exception):
     """Base of every error edgemm reports to a user (the CLI prints it as one line)."""
@@ -32,11 +34,21 @@ class ModelFileError(BundleError):
 NOT_FROM_PIP = {"tensorrt": "it comes with JetPack on a Jetson (apt install python3-libnvinfer), elsewhere pip install tensorrt"}
 
 
+def installed_distribution() -> str:
+    """The distribution edgemm came from: `edgemm-device` (the device install) or `edgemm` (the toolkit)."""
+    try:
+        importlib.metadata.distribution("edgemm-device")
+    except importlib.metadata.PackageNotFoundError:
+        return "edgemm"
+    return "edgemm-device"
+
+
 class BackendUnavailableError(EdgemmError):
     """The Python package a backend or reader needs is not installed."""
 
     def __init__(self, what: str, package: str, extra: str) -> None:
-        super().__init__(f"{what} needs the '{package}' package: {NOT_FROM_PIP.get(package, f'pip install {chr(39)}edgemm[{extra}]{chr(39)}')}")
+        hint = NOT_FROM_PIP.get(package, f"pip install '{installed_distribution()}[{extra}]'")
+        super().__init__(f"{what} needs the '{package}' package: {hint}")
         self.package = package
         self.extra = extra
 

@@ -141,7 +141,7 @@ class BundleModel:
         image = np.full((n, *shapes["image"]), c.fill, np.float32)
         audio = np.full((n, *shapes["audio"]), c.fill, np.float32)
         present = np.zeros((n, 2), np.float32)
-        for i, (img, aud, feats) in enumerate(zip(images, audios, audio_features or [None] * n)):
+        for i, (img, aud, feats) in enumerate(zip(images, audios, [None] * n if audio_features is None else audio_features)):
             if feats is not None:
                 if aud is not None or c.audio is None or feats.shape != c.audio.shape or feats.dtype != np.float32:
                     raise InputError(f"sample {i}: audio features must replace the audio and be float32 {c.audio.shape if c.audio else '(no audio input)'}, "

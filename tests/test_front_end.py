@@ -3,7 +3,8 @@ with gaps, out-of-order, repeated and overflowing blocks, at the model's rate an
 numpy in the shared preprocessing."""
 import numpy as np
 import pytest
-import soxr
+
+soxr = pytest.importorskip("soxr", reason="soxr (the app extra) resamples a live stream")
 from edgemm.runtimes import preprocess
 from edgemm.runtimes.live import AudioRing, StreamFrontEnd
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec, log_mel, preprocess_image
@@ -111,6 +112,7 @@ def test_waveform_model_stream_equals_offline():
 def test_opencv_and_numpy_preprocessing_agree(monkeypatch):
     """Resize (box + linear, down and up, colour and grey, odd sizes) and the FFT behind the log-mel give the same
     numbers with OpenCV as with numpy alone."""
+    pytest.importorskip("cv2", reason="OpenCV (the app extra) is what numpy is compared with")
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(480, 640, 3), (112, 148, 3), (28, 28), (33, 47, 3), (721, 1283)]]
     specs = [ImageSpec(), ImageSpec(height=24, width=40, channels=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), color_order="BGR")]
@@ -122,3 +124,18 @@ def test_opencv_and_numpy_preprocessing_agree(monkeypatch):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(with_cv[1], numpy_only[1], atol=1e-4)
+
+
+def test_buffers_keep_the_newest_samples_in_place():
+    """A block longer than the ring, or than what the front-end keeps, leaves exactly its newest samples, in order."""
+    from edgemm.runtimes.live.features import Tail
+
+    ring = AudioRing(10, seconds=1.0)
+    ring.write(np.arange(3, dtype=np.float32), end_us=300_000)
+    ring.write(np.arange(3, 15, dtype=np.float32), end_us=1_500_000, contiguous=True)
+    got = ring.read_from(0)
+    assert got.start == 5 and got.samples.tolist() == list(range(5, 15))
+    tail = Tail(10)
+    tail.append(np.arange(4, dtype=np.float32))
+    tail.append(np.arange(4, 19, dtype=np.float32))
+    assert not tail.held(0, 9) and tail.held(9, 19) and tail.get(9, 19).tolist() == list(range(9, 19))

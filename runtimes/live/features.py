@@ -52,7 +52,7 @@ class Tail:
     def append(self, rows: np.ndarray) -> None:
         n, rows = len(rows), rows[-self.keep :]
         end = self.count + n
-        if end - self.base > len(self._buf):
+        if end - self.base > len(self._buf) or n > self.keep:  # (more than kept: the rows before the newest are gone)
             base = end - self.keep
             held = max(0, self.count - base)
             self._buf[:held] = self._buf[self.count - held - self.base : self.count - self.base]

@@ -111,7 +111,7 @@ class LiveSummary:
 
         return (f"in {d['input_fps']:.1f} fps, inference {d['inference_fps']:.1f}/s, latency p50 {ms(d['latency_p50_ms'])} ms "
                 f"p95 {ms(d['latency_p95_ms'])} ms, drops {self.drops}, mic overflows {self.mic_overflows}, "
-                f"A/V skew p50 {ms(d['av_skew_p50_ms'])} ms, answers {self.answers} (audio-only {self.audio_only}, image-only {self.image_only})")  # fmt: skip
+                f"A/V skew p50 {ms(d['av_skew_p50_ms'])} ms, audio restarts {self.audio_restarts}, answers {self.answers} (audio-only {self.audio_only}, image-only {self.image_only})")  # fmt: skip
 
 
 class LivePipeline:

@@ -65,13 +65,11 @@ class AudioRing:
                     self._breaks.append(Break(self._written, "a discontinuity the source reported"))
                 elif late_us > max(block_us / 2, MIN_GAP_US):
                     self._breaks.append(Break(self._written, f"a gap of {late_us / 1000:.1f} ms"))
-            if len(block) >= n:
-                self._buf[:] = block[-n:]
-            else:
-                start = self._written % n
-                first = min(len(block), n - start)
-                self._buf[start : start + first] = block[:first]
-                self._buf[: len(block) - first] = block[first:]
+            kept = block[-n:]  # a block longer than the ring: its newest part, at the place it belongs
+            start = (self._written + len(block) - len(kept)) % n
+            first = min(len(kept), n - start)
+            self._buf[start : start + first] = kept[:first]
+            self._buf[: len(kept) - first] = kept[first:]
             self._written += len(block)
             self._end_us = int(end_us)
             self._lock.notify_all()
@@ -79,7 +77,7 @@ class AudioRing:
     def mark_break(self, reason: str) -> None:
         """The next block does not follow the audio so far (e.g. the device was reopened)."""
         with self._lock:
-            if self._written:
+            if self._written and not (self._breaks and self._breaks[-1].index == self._written):  # one per place
                 self._breaks.append(Break(self._written, reason))
 
     def finish(self) -> None:
