@@ -79,15 +79,15 @@ def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> li
     """One subject per artifact, loaded through `edgemm.runtimes` with the format's own backend."""
     subjects, store, digest = [], CheckStore(bundle), reference_digest(bundle, manifest)
     for art in manifest.artifacts:
-        backend = format_backend(art.format).name
+        backend, path = format_backend(art.format).name, bundle / art.file
         known = store.lookup(art, digest, backend) if digest and art.verified else None
         verdict = "FAILED here" if known is not None and not known.passed else "passed" if art.verified else "FAILED"
         try:
             model = load_bundle(bundle, backend=backend, artifact=art.file, threads=threads)
         except EdgemmError as exc:
-            subjects.append(Subject(art.file, art.format, art.precision, None, art.total_bytes, verdict, note=str(exc), path=bundle / art.file))
+            subjects.append(Subject(art.file, art.format, art.precision, None, art.total_bytes, verdict, note=str(exc), path=path))
             continue
-        subjects.append(Subject(art.file, art.format, art.precision, model.infer, art.total_bytes, verdict, model.backend.name, path=bundle / art.file))
+        subjects.append(Subject(art.file, art.format, art.precision, model.infer, art.total_bytes, verdict, model.backend.name, path=path))
     return subjects
 
 

@@ -10,13 +10,15 @@ import sys
 from pathlib import Path
 
 from edgemm import __version__
-from edgemm.runtimes.backends import module_available
-from edgemm.runtimes.errors import EdgemmError
+from edgemm.runtimes.errors import (
+    DEVICE_DISTRIBUTION,
+    EdgemmError,
+    installed_distribution,
+)
 
 TORCH_COMMANDS = ("train", "distill", "quantize", "export", "demo")
 # commands that need the toolkit's export side (edgemm.export), with the extra that provides what they use
 TOOLKIT_COMMANDS = {**dict.fromkeys(TORCH_COMMANDS, "export,data"), "build-engine": "tensorrt"}
-DEVICE_DISTRIBUTION = "edgemm-device"
 
 
 class UsageError(EdgemmError):
@@ -33,7 +35,7 @@ class ToolkitMissingError(EdgemmError):
 
 def device_install() -> bool:
     """Whether this edgemm is the device install: the runtime and the device commands, without the export side."""
-    return not module_available("edgemm.export")
+    return installed_distribution() == DEVICE_DISTRIBUTION
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -34,13 +34,16 @@ class ModelFileError(BundleError):
 NOT_FROM_PIP = {"tensorrt": "it comes with JetPack on a Jetson (apt install python3-libnvinfer), elsewhere pip install tensorrt"}
 
 
+DEVICE_DISTRIBUTION = "edgemm-device"  # the device install (device/pyproject.toml)
+
+
 def installed_distribution() -> str:
     """The distribution edgemm came from: `edgemm-device` (the device install) or `edgemm` (the toolkit)."""
     try:
-        importlib.metadata.distribution("edgemm-device")
+        importlib.metadata.distribution(DEVICE_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return "edgemm"
-    return "edgemm-device"
+    return DEVICE_DISTRIBUTION
 
 
 class BackendUnavailableError(EdgemmError):

@@ -185,8 +185,8 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
     elif spec.channels == 3:
         x = np.repeat(x[:, :, None], 3, axis=2)
     x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    scale = np.float32(1 / 255) / np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
-    shift = np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    scale, shift = np.float32(1 / 255) / std, np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / std
     return np.ascontiguousarray(x * scale - shift, np.float32)
 
 

@@ -78,8 +78,8 @@ class StreamFrontEnd:
         self._keep = max(int(seconds * spec.sample_rate), self._clip + spec.win_length)  # model-rate samples held
         self._log_mel = spec.features == "log-mel"
         self.resets = 0  # times the stream restarted after a break
-        self._consumed = 0  # source samples taken from the ring (counted since its first write)
-        self._written, self._end_us = 0, None  # the ring's newest sample when last read: the time base
+        self._consumed = 0  # source samples taken from the ring (counted since its first write): the newest one's
+        self._end_us = None  # clock time, when last read, is the time base
         self._restart(0)
 
     def _restart(self, origin: int) -> None:
@@ -107,7 +107,7 @@ class StreamFrontEnd:
             self._reset(brk.index, f"microphone audio breaks at {brk.index / self.ring.sample_rate:.2f} s: {brk.reason}")
             pos = brk.index
         self._feed(got.samples[pos - got.start :])
-        self._consumed, self._written, self._end_us = got.written, got.written, got.end_us
+        self._consumed, self._end_us = got.written, got.end_us
 
     def _feed(self, source: np.ndarray) -> None:
         x = self._resampler.resample_chunk(source) if self._resampler is not None and len(source) else source
@@ -131,20 +131,19 @@ class StreamFrontEnd:
         if self._end_us is None:
             return None
         spec, rate = self.spec, self.ring.sample_rate
-        stop_source = self._written - max(0, math.ceil((self._end_us - end_us) * rate / 1e6 - 1e-6))  # samples captured by end_us
+        stop_source = self._consumed - max(0, math.ceil((self._end_us - end_us) * rate / 1e6 - 1e-6))  # samples captured by end_us
         stop = min(self._samples.count, (stop_source - self._origin) * spec.sample_rate // rate)
         start = stop - self._clip
+        first = start // spec.hop_length  # log-mel: the window starts on the hop grid
         if self._log_mel:
-            start = start // spec.hop_length * spec.hop_length
-            first = start // spec.hop_length
-            if start < 0 or not self._frames.held(first, first + self._nframes) or not self._samples.held(start, start + self._clip):
-                return None
-            tensor = self._frames.get(first, first + self._nframes).T[None]
-        elif start < 0 or not self._samples.held(start, stop):
+            start = first * spec.hop_length
+        if start < 0 or not self._samples.held(start, start + self._clip):
+            return None
+        if self._log_mel and not self._frames.held(first, first + self._nframes):
             return None
         samples = self._samples.get(start, start + self._clip)
-        tensor = tensor if self._log_mel else samples[None]
+        tensor = self._frames.get(first, first + self._nframes).T[None] if self._log_mel else samples[None]
         end_source = self._origin + (start + self._clip) * self._ratio  # just after the window's last sample
-        end = self._end_us - round((self._written - end_source) * 1e6 / rate)
+        end = self._end_us - round((self._consumed - end_source) * 1e6 / rate)
         level = 10 * float(np.log10(np.dot(samples, samples) / len(samples) + 1e-18))
         return AudioWindow(np.ascontiguousarray(tensor, np.float32), end, level)
