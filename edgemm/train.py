@@ -30,6 +30,10 @@ class TrainConfig:
     weight_decay: float = 0.05
     modality_dropout: float = 0.2  # probability of dropping each modality (never both)
     aux_weight: float = 0.5  # weight of the image-only and audio-only auxiliary losses
+    feature_augment: float = 0.5  # fraction of training clips whose log-mel gets VTLP and SpecAugment
+    vtlp: float = 0.08  # vocal-tract-length perturbation: mel axis warped by a factor in 1 ± vtlp
+    freq_masks: int = 1  # SpecAugment: masks of up to 5 mel bands and of up to 10 frames
+    time_masks: int = 1
     seed: int = 0
     threads: int | None = None
     limit: int | None = None  # use only the first N training samples (tiny runs, tests)
@@ -87,6 +91,29 @@ def presence(contract: ModelContract, n: int, p_drop: float, generator: torch.Ge
     return torch.tensor(next(iter(contract.patterns.values()))).expand(n, 2)
 
 
+def augment_features(audio: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """VTLP and SpecAugment on a `feature_augment` fraction of a batch of normalised log-mels (B, 1, M, T): the mel
+    axis stretched or squeezed by a factor in 1 ± `vtlp` (linear interpolation, the top band repeated), then
+    frequency and time masks set to the mean (0)."""
+    b, _, m, t = audio.shape
+    chosen = torch.rand(b, generator=generator) < config.feature_augment
+    alpha = torch.where(chosen, 1 + config.vtlp * (2 * torch.rand(b, generator=generator) - 1), torch.ones(b))
+    pos = (torch.arange(m)[None] * alpha[:, None]).clamp(max=m - 1)
+    lo = pos.floor().long()
+    hi, w = (lo + 1).clamp(max=m - 1), (pos - lo)[:, None, :, None]
+    pick = lambda idx: audio.gather(2, idx[:, None, :, None].expand(b, 1, m, t))  # noqa: E731
+    out = pick(lo) * (1 - w) + pick(hi) * w
+    for count, size, axis in ((config.freq_masks, 5, 2), (config.time_masks, 10, 3)):
+        length = out.shape[axis]
+        idx = torch.arange(length)
+        for _ in range(count):
+            width = torch.randint(0, size + 1, (b,), generator=generator) * chosen
+            start = (torch.rand(b, generator=generator) * (length - width + 1)).long()
+            mask = (idx[None] >= start[:, None]) & (idx[None] < (start + width)[:, None])
+            out = out.masked_fill(mask[:, None, :, None] if axis == 2 else mask[:, None, None, :], 0.0)
+    return out
+
+
 def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
     """Train a model per `config`; returns the best-on-validation checkpoint (not yet saved)."""
     started = time.perf_counter()
@@ -115,7 +142,8 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
             present = random_presence(len(idx), config.modality_dropout, generator)
-            logits, _, aux_img, aux_aud = model.forward_train(train_data.image[idx], train_data.audio[idx], present)
+            audio = augment_features(train_data.audio[idx], config, generator)
+            logits, _, aux_img, aux_aud = model.forward_train(train_data.image[idx], audio, present)
             y = train_data.labels[idx]
             loss = F.cross_entropy(logits, y) + config.aux_weight * (F.cross_entropy(aux_img, y) + F.cross_entropy(aux_aud, y))
             optimizer.zero_grad(set_to_none=True)

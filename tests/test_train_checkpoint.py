@@ -6,6 +6,7 @@ import torch
 
 from edgemm.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from edgemm.models import Teacher, TeacherConfig, build_model, count_parameters
+from edgemm.train import TrainConfig, augment_features
 
 
 def test_default_teacher_is_a_few_million_parameters():
@@ -44,3 +45,18 @@ def test_checkpoint_roundtrip_and_errors(tiny_checkpoint, tmp_path):
     path.with_suffix(".json").unlink()
     with pytest.raises(CheckpointError, match="missing or unreadable checkpoint config"):
         load_checkpoint(path)
+
+
+def test_vtlp_warps_the_mel_axis_and_spec_augment_masks():
+    audio = torch.zeros(64, 1, 40, 98)
+    audio[:, :, 20] = 5.0  # one bright mel band
+    warped = augment_features(audio, TrainConfig(feature_augment=1.0, vtlp=0.1, freq_masks=0, time_masks=0), torch.Generator().manual_seed(0))
+    peak = warped[:, 0].mean(dim=2).argmax(dim=1)  # where the band went, per sample
+    assert peak.min() >= 18 and peak.max() <= 22 and len(set(peak.tolist())) > 1  # 20 / (1 ± 0.1), not all alike
+    assert torch.equal(augment_features(audio, TrainConfig(vtlp=0.0, freq_masks=0, time_masks=0), torch.Generator()), audio)
+    ones = torch.ones(64, 1, 40, 98)
+    masked = augment_features(ones, TrainConfig(vtlp=0.0), torch.Generator().manual_seed(0))
+    rows, cols = (masked[:, 0] == 0).all(dim=2).sum(dim=1), (masked[:, 0] == 0).all(dim=1).sum(dim=1)
+    assert rows.max() <= 5 and cols.max() <= 10 and rows.sum() > 0 and cols.sum() > 0  # a mask of ≤ 5 bands, ≤ 10 frames
+    touched = (masked != 1).flatten(1).any(dim=1).float().mean()
+    assert 0.2 < touched < 0.6  # on about half the clips

@@ -5,6 +5,8 @@ import numpy as np
 
 from edgemm.runtimes.preprocess import fit_length, resample
 
+from .speech_augment import babble
+
 
 def shift_image(image: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
     """Translate by up to `max_shift` pixels, filling with black."""
@@ -69,8 +71,12 @@ def place(word: np.ndarray, n: int, rng: np.random.Generator, speed: float) -> n
     return out
 
 
-def corrupt_audio(word: np.ndarray, n: int, rng: np.random.Generator, heavy: bool, distractor: np.ndarray) -> np.ndarray:
-    """Light: shift, speed, gain, noise at 0–20 dB SNR. Heavy: a louder other digit and noise at −6–3 dB."""
+def corrupt_audio(word: np.ndarray, n: int, rng: np.random.Generator, heavy: bool, distractor: np.ndarray, augment=None, talkers=None) -> np.ndarray:
+    """Light: shift, speed, gain, noise at 0–20 dB SNR. Heavy: a louder other digit and noise at −6–3 dB.
+    With a `SpeechAugment` (training): tempo or pitch, a room and a microphone, babble of `talkers` (other words)
+    at 5–20 dB below the word on part of the light clips, clipping."""
+    if augment is not None:
+        word = augment.word(word)
     target = place(word, n, rng, rng.uniform(0.85, 1.15))
     if heavy:
         other = place(distractor, n, rng, rng.uniform(0.85, 1.15))
@@ -78,6 +84,12 @@ def corrupt_audio(word: np.ndarray, n: int, rng: np.random.Generator, heavy: boo
         snr_db = rng.uniform(-6, 3)
     else:
         snr_db = rng.uniform(0, 20)
+        if talkers is not None and rng.random() < 0.3:
+            crowd = babble(talkers, n, rng)
+            target = target + crowd * (_rms(target) / _rms(crowd)) * 10 ** (-rng.uniform(5, 20) / 20)
+    if augment is not None:
+        target = augment.room(target.astype(np.float32))
     mix = target + _noise(n, rng) * _rms(target) * 10 ** (-snr_db / 20)
     gain = 10 ** (rng.uniform(-18, 0) / 20) / (np.abs(mix).max() + 1e-9)
-    return (mix * gain).astype(np.float32)
+    mix = (mix * gain).astype(np.float32)
+    return augment.clip(mix) if augment is not None else mix

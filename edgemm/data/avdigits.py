@@ -2,7 +2,9 @@
 corrupted so that it alone is ambiguous on part of the data and fusion pays.
 
 Deterministic from a seed; cached on disk (``$EDGEMM_CACHE`` or ``~/.cache/edgemm``); train/val/test
-splits use disjoint source images and disjoint voices.
+splits use disjoint source images and disjoint voices, drawn from every espeak-ng English dialect and voice
+variant except the held-out families (`voices.py`), whose clean clips make the `heldout` split. Training clips
+are also augmented (`speech_augment.py`); val and test keep the same corruption recipe as before.
 """
 from __future__ import annotations
 
@@ -19,22 +21,18 @@ from tqdm import tqdm
 from edgemm.runtimes.paths import cache_root
 from edgemm.runtimes.preprocess import resample
 
-from .augment import corrupt_audio, corrupt_image
+from .augment import corrupt_audio, corrupt_image, place
 from .mnist import load_mnist_5k
 from .speech import DIGIT_WORDS, Voice, synthesize_fresh
+from .speech_augment import SpeechAugment, room_impulses
+from .voices import TEXTS, voice_splits
 
-DATA_VERSION = 2  # 2: speech said in a fresh process per split (v1 depended on what the process had said before)
-SPLITS = ("train", "val", "test")
+DATA_VERSION = 3  # 3: every voice variant, held-out families, intonation, training augmentation; 2: speech said in a
+SPLITS = ("train", "val", "test", "heldout")  # fresh process per split (v1 depended on what the process had said)
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 LABELS = [str(d) for d in range(10)]
 
-VOICE_BASES = (
-    "gmw/en", "gmw/en-US", "gmw/en-GB-x-rp", "gmw/en-029",
-    "gmw/en-GB-scotland", "gmw/en-GB-x-gbclan", "gmw/en-GB-x-gbcwmd", "gmw/en-US-nyc",
-)  # fmt: skip
-VOICE_VARIANTS = ("", "+f1", "+f2", "+f3", "+f4", "+f5", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7",
-                  "+klatt", "+klatt2", "+klatt3", "+whisperf", "+croak", "+quincy", "+linda")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,8 @@ class AVDigitsConfig:
     prosodies: int = 2  # rate/pitch/range draws per voice and digit
     heavy_image: float = 0.3  # fraction of samples whose image is made ambiguous
     heavy_audio: float = 0.3  # fraction whose audio is made ambiguous (never both)
+    augment: bool = True  # training clips: tempo/pitch, rooms, microphones, babble, clipping (speech_augment.py)
+    rooms: int = 64  # room impulse responses drawn for it
 
     def key(self) -> str:
         blob = json.dumps({"version": DATA_VERSION, **asdict(self)}, sort_keys=True)
@@ -81,52 +81,41 @@ def config_from_record(data: dict) -> AVDigitsConfig:
 
 def _split_indices(labels: np.ndarray, config: AVDigitsConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Disjoint, class-stratified source-image indices per split."""
-    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS[:3]}
     for digit in range(10):
         idx = rng.permutation(np.flatnonzero(labels == digit))[: config.per_class]
         n_train = int(round(len(idx) * config.split_fractions[0]))
         n_val = int(round(len(idx) * config.split_fractions[1]))
-        for name, chunk in zip(SPLITS, np.split(idx, [n_train, n_train + n_val])):
+        for name, chunk in zip(SPLITS[:3], np.split(idx, [n_train, n_train + n_val])):
             parts[name].append(chunk)
     return {s: np.sort(np.concatenate(p)) for s, p in parts.items()}
 
 
-def _voices(rng: np.random.Generator, config: AVDigitsConfig) -> dict[str, list[str]]:
-    """Disjoint voice ids per split."""
-    voices = [b + v for b in VOICE_BASES for v in VOICE_VARIANTS]
-    voices = [voices[i] for i in rng.permutation(len(voices))]
-    n_train = int(round(len(voices) * config.split_fractions[0]))
-    n_val = int(round(len(voices) * config.split_fractions[1]))
-    return {"train": voices[:n_train], "val": voices[n_train : n_train + n_val], "test": voices[n_train + n_val :]}
-
-
-def _prosodies(voices: list[str], config: AVDigitsConfig, rng: np.random.Generator) -> list[tuple[str, Voice]]:
-    """(word, voice) for every voice, digit and prosody draw, digit-major within each voice."""
+def _prosodies(voices: list[str], count: int, rng: np.random.Generator) -> list[tuple[str, Voice]]:
+    """(text, voice) for every voice, digit and prosody draw (rate 80–260 words/min, pitch and range 5–95, statement,
+    question or exclamation), digit-major within each voice."""
     return [
-        (word, Voice(name, int(rng.integers(110, 230)), int(rng.integers(15, 85)), int(rng.integers(10, 90))))
+        (TEXTS[rng.integers(len(TEXTS))].format(word), Voice(name, int(rng.integers(80, 261)), int(rng.integers(5, 96)), int(rng.integers(5, 96))))
         for name in voices
         for word in DIGIT_WORDS
-        for _ in range(config.prosodies)
+        for _ in range(count)
     ]
 
 
 def _speech_pool(requests: list[tuple[str, Voice]], rate: int, clips: list[np.ndarray]) -> list[list[tuple[str, np.ndarray]]]:
     """Per digit: (voice id, float32 16 kHz trimmed word) for every request."""
     pool: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(10)]
-    for (word, voice), clip in zip(requests, clips):
+    for (text, voice), clip in zip(requests, clips):
         pcm = clip.astype(np.float32) / 32768.0
         loud = np.flatnonzero(np.abs(pcm) > 0.02 * (np.abs(pcm).max() + 1e-9))
         if loud.size:
             pcm = pcm[loud[0] : loud[-1] + 1]
-        pool[DIGIT_WORDS.index(word)].append((voice.name, resample(pcm, rate, SAMPLE_RATE)))
+        pool[DIGIT_WORDS.index(text.strip(".?!"))].append((voice.name, resample(pcm, rate, SAMPLE_RATE)))
     return pool
 
 
-def _make_split(
-    name: str, sources: np.ndarray, images: np.ndarray, labels: np.ndarray, pool, config: AVDigitsConfig, rng
-) -> Split:
-    n = len(sources) * config.pairings
-    out = Split(
+def _empty_split(n: int) -> Split:
+    return Split(
         images=np.zeros((n, 28, 28), np.uint8),
         audio=np.zeros((n, CLIP_SAMPLES), np.int16),
         labels=np.zeros(n, np.int64),
@@ -135,7 +124,13 @@ def _make_split(
         source=np.zeros(n, np.int64),
         voice=np.zeros(n, dtype="<U32"),
     )
+
+
+def _make_split(name: str, sources: np.ndarray, images: np.ndarray, labels: np.ndarray, pool, config: AVDigitsConfig, rng, augment=None) -> Split:
+    """Each source image `pairings` times, with a word of its digit; heavy image or audio corruption on part."""
     order = np.repeat(sources, config.pairings)
+    out = _empty_split(len(order))
+    talkers = [w for words in pool for _, w in words] if augment is not None else None
     for i, src in enumerate(tqdm(order, desc=f"av-digits {name}", unit="sample", leave=False)):
         digit = int(labels[src])
         other = int((digit + rng.integers(1, 10)) % 10)
@@ -145,10 +140,23 @@ def _make_split(
         voice, word = pool[digit][rng.integers(len(pool[digit]))]
         _, distractor_word = pool[other][rng.integers(len(pool[other]))]
         out.images[i] = corrupt_image(images[src], rng, heavy_img, distractor_img)
-        clip = corrupt_audio(word, CLIP_SAMPLES, rng, heavy_aud, distractor_word)
+        clip = corrupt_audio(word, CLIP_SAMPLES, rng, heavy_aud, distractor_word, augment, talkers)
         out.audio[i] = np.round(np.clip(clip, -1, 1) * 32767).astype(np.int16)
         out.labels[i], out.heavy_image[i], out.heavy_audio[i] = digit, heavy_img, heavy_aud
         out.source[i], out.voice[i] = src, voice
+    return out
+
+
+def _make_heldout(sources: np.ndarray, images: np.ndarray, labels: np.ndarray, pool, rng) -> Split:
+    """Every word of the held-out voices, clean (a random place in the window, a random level, no noise), each with
+    a lightly corrupted test image of its digit."""
+    words = [(digit, voice, word) for digit in range(10) for voice, word in pool[digit]]
+    out = _empty_split(len(words))
+    for i, (digit, voice, word) in enumerate(tqdm(words, desc="av-digits heldout", unit="sample", leave=False)):
+        clip = place(word, CLIP_SAMPLES, rng, 1.0) * np.float32(10 ** (rng.uniform(-18, -3) / 20) / (np.abs(word).max() + 1e-9))
+        out.images[i] = corrupt_image(images[rng.choice(sources[labels[sources] == digit])], rng, False, images[0])
+        out.audio[i] = np.round(np.clip(clip, -1, 1) * 32767).astype(np.int16)
+        out.labels[i], out.source[i], out.voice[i] = digit, -1, voice
     return out
 
 
@@ -167,14 +175,20 @@ def build(config: AVDigitsConfig = AVDigitsConfig(), root: Path | None = None) -
     rng = np.random.default_rng(config.seed)
     images, labels = load_mnist_5k()
     sources = _split_indices(labels, config, rng)
-    voices = _voices(rng, config)
-    requests = [_prosodies(voices[name], config, rng) for name in SPLITS]
+    voices = voice_splits(rng, config.split_fractions)
+    requests = [_prosodies(voices[name], 1 if name == "heldout" else config.prosodies, rng) for name in SPLITS]
     speech = synthesize_fresh(requests)
+    augment = SpeechAugment(room_impulses(folder / "rooms", config.rooms, config.seed), config.seed) if config.augment else None
+    sizes = {}
     for name, asked, (rate, clips) in zip(SPLITS, requests, speech):
         pool = _speech_pool(asked, rate, clips)
-        split = _make_split(name, sources[name], images, labels, pool, config, rng)
+        if name == "heldout":
+            split = _make_heldout(sources["test"], images, labels, pool, rng)
+        else:
+            split = _make_split(name, sources[name], images, labels, pool, config, rng, augment if name == "train" else None)
         _save(folder / f"{name}.npz", split)
-    meta = {"config": asdict(config), "version": DATA_VERSION, "voices": voices, "sizes": {s: len(sources[s]) * config.pairings for s in SPLITS}}
+        sizes[name] = len(split)
+    meta = {"config": asdict(config), "version": DATA_VERSION, "voices": voices, "sizes": sizes}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
     return folder
 
