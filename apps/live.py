@@ -1,6 +1,7 @@
 """`edgemm live` / `python -m edgemm.apps.live`: a bundle on a camera and a microphone in real time.
 
     edgemm live BUNDLE [--camera SRC] [--mic SRC] [--backend auto] [--headless] [--duration S] [--events FILE]
+    edgemm live BUNDLE ... [--no-speech-gate] [--speech-threshold DB]   # audio without speech: image-only answers (default)
     edgemm live BUNDLE --camera clip.avi --mic clip.wav --truth clip.json   # a recording with ground truth
     edgemm live --list-devices
 
@@ -39,6 +40,10 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--truth", help="ground-truth JSON of a recorded stream: score the answers (and compare with its offline samples)")
     p.add_argument("--enroll", metavar="FOLDER", help="answer with the label of the nearest enrolled example in FOLDER/<label>/ "
                    "(image and/or audio files sharing a name): for a model with an embedding output")  # fmt: skip
+    p.add_argument("--no-speech-gate", action="store_true", help="use every audio window, speech or not (default: the bundle's "
+                   "setting, on: a window without speech gives an image-only answer)")  # fmt: skip
+    p.add_argument("--speech-threshold", type=float, metavar="DB", help="the speech gate's threshold: how much the speech-band "
+                   "energy must move within the window, in (0, 40] dB (default: the bundle's, 6)")  # fmt: skip
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
     p.add_argument("--threads", type=int, default=2)
@@ -83,6 +88,8 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
+    if args.speech_threshold is not None:
+        model.set_speech_gate(threshold_db=args.speech_threshold)
     scorer = Scorer(truth, takes=len(model.contract.modalities)) if truth is not None else None
     if args.enroll:
         gallery = model.enroll(args.enroll, warn=say)
@@ -106,9 +113,11 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
         sinks.append(WindowSink(model.labels, on_quit=lambda: pipeline.stop()))
     if scorer is not None:
         sinks.append(scorer)
-    pipeline = LivePipeline(model, timeline, camera, microphone, sinks, realtime=not args.fast, loop=args.loop, status=lambda m: say(f"live: {m}"), status_every_s=args.status_every)
+    pipeline = LivePipeline(model, timeline, camera, microphone, sinks, realtime=not args.fast, loop=args.loop, status=lambda m: say(f"live: {m}"), status_every_s=args.status_every,
+                            speech_gate=False if args.no_speech_gate else None)  # fmt: skip
     say(f"live: {model.artifact.file} on {model.backend.name}; camera {camera or '(none)'}; microphone {microphone.name if microphone else '(none)'}"
-        f"{'; as fast as possible' if args.fast else ''}")  # fmt: skip
+        f"{'; as fast as possible' if args.fast else ''}; speech gate "
+        + (f"on ({model.speech_gate.config.describe()})" if pipeline.summary.speech_gate else "off"))  # fmt: skip
     pipeline.start(allow_missing=args.allow_missing)
     summary = pipeline.run(args.duration)
     say(f"live summary{' (interrupted)' if summary.interrupted else ''}: {summary.line()}")

@@ -53,8 +53,8 @@ def display_available() -> bool:
 
 
 class WindowSink:
-    """The frame with the label, its scores (class probabilities or similarities to enrolled examples) and an audio
-    level meter; `q` or Esc stops the run."""
+    """The frame with the label, the inputs it came from ("no speech" when the speech gate left the audio out), its
+    scores (class probabilities or similarities to enrolled examples) and an audio level meter; `q` or Esc stops the run."""
 
     def __init__(self, labels: list[str], on_quit: Callable[[], None], title: str = "edgemm live") -> None:
         import cv2
@@ -73,8 +73,12 @@ class WindowSink:
         if event.image is not None:
             self._last = event.image
         p = event.prediction
-        answer = "no label: enroll examples (--enroll)" if p.label is None else f"{p.label}  {p.confidence:.2f}"
-        cv2.putText(canvas, f"{answer}  [{'+'.join(p.modalities)}]", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 0), 2)
+        if not p.modalities:
+            answer = "no speech heard"
+        else:
+            answer = "no label: enroll examples (--enroll)" if p.label is None else f"{p.label}  {p.confidence:.2f}"
+            answer += f"  [{'+'.join(p.modalities)}]" + ("  no speech" if p.gated else "")
+        cv2.putText(canvas, answer, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 255, 0), 2)
         cv2.putText(canvas, f"{event.latency_ms:.1f} ms", (10, 58), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
         for i, (name, score) in enumerate(zip(self.labels, p.scores if p.scores is not None else [])):
             y = 80 + i * 22

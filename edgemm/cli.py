@@ -308,6 +308,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"bundle {args.bundle}: {model.get('name')} ({model.get('arch')}, {model.get('parameters', 0):,} parameters), schema v{manifest.schema_version}")
     for line in _contract_lines(manifest.contract):
         print(line)
+    if manifest.contract.audio is not None:
+        gate = manifest.speech_gate
+        print(f"speech gate: {gate.describe()}; {'on' if gate.live else 'off'} in the live app, {'on' if gate.predict else 'off'} in predict")
     print(_artifact_table(manifest))
     for f in manifest.failures:
         print(f"not produced: {f.name} ({'skipped' if f.skipped else 'failed'} at {f.stage}): {f.error}")
@@ -364,10 +367,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.enroll:
         gallery = model.enroll(args.enroll, warn=lambda message: print(f"edgemm predict: {message}", file=sys.stderr))
         print(f"enrolled {len(gallery.vectors)} examples of {len(gallery.labels)} labels from {args.enroll}", file=sys.stderr)
-    pred = model.predict(image=image, audio=audio, sample_rate=rate)
+    if args.speech_threshold is not None:
+        model.set_speech_gate(threshold_db=args.speech_threshold)
+    pred = model.predict(image=image, audio=audio, sample_rate=rate, speech_gate=args.speech_gate)
     where = f"from {'+'.join(pred.modalities)}; {model.artifact.file} on {model.backend.name}, {pred.preprocess_ms + pred.inference_ms:.1f} ms"
     if args.json:
         print(json.dumps({**pred.to_dict(), "artifact": model.artifact.file, "backend": model.backend.name}))
+        return 0
+    if pred.speech is not None:
+        d = pred.speech
+        measured = f"range {d.range_db:.1f} dB, loudest frames {d.level_dbfs:.0f} dBFS, flatness {d.flatness_db:.1f} dB"
+        print(f"speech gate: speech ({measured})" if d.speech else f"speech gate: no speech: {d.reason}; {measured}; "
+              + ("the audio is left out" if pred.gated else "the audio is used (the gate is off: --speech-gate leaves it out)"))  # fmt: skip
+    if not pred.modalities:
+        print("no answer: the audio holds no speech and there is no image to answer from")
     elif pred.label is None:
         print(f"embedding of {len(pred.embedding)} values ({where}); the model gives no class scores: --enroll FOLDER answers with "
               "the nearest enrolled example, --json prints the vector")  # fmt: skip
@@ -506,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-self-check", action="store_true", help="skip the first-use check of the artifact on this machine")
     p.add_argument("--enroll", metavar="FOLDER", help="answer with the nearest enrolled example of FOLDER/<label>/ (image and/or "
                    "audio files): a model with an embedding output")  # fmt: skip
+    p.add_argument("--speech-gate", action=argparse.BooleanOptionalAction, help="leave out audio without speech (an image-only "
+                   "answer) or use it anyway; the gate's decision is printed either way (default: the bundle's setting, off)")  # fmt: skip
+    p.add_argument("--speech-threshold", type=float, metavar="DB", help="the speech gate's threshold: how much the speech-band "
+                   "energy must move within the window, in (0, 40] dB (default: the bundle's, 6)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)
 

@@ -12,6 +12,7 @@ from typing import Any
 from .contract import ContractError, ModelContract
 from .errors import BundleError, ChecksumError, SchemaVersionError
 from .preprocess import AudioSpec, ImageSpec
+from .speech_gate import SpeechGateConfig
 
 SCHEMA_VERSION = 2  # 2: the model contract (schema-1 bundles, the built-in interface, still load)
 MANIFEST_NAME = "manifest.json"
@@ -179,13 +180,15 @@ class Failure:
 @dataclass
 class Manifest:
     """Everything the runtime needs to know about a bundle, as stored in `manifest.json`: the model's contract
-    (inputs, preprocessing, missing-modality convention, outputs, labels), its artifacts and what failed."""
+    (inputs, preprocessing, missing-modality convention, outputs, labels), its artifacts and what failed, and how
+    the runtime hears audio (the speech gate's settings; an older manifest without them gets the defaults)."""
 
     model: dict[str, Any]
     contract: ModelContract
     artifacts: list[Artifact] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)  # exports that produced no artifact, and why
     schema_version: int = SCHEMA_VERSION
+    speech_gate: SpeechGateConfig = SpeechGateConfig()
 
     @property
     def image(self) -> ImageSpec | None:
@@ -206,6 +209,7 @@ class Manifest:
             "contract": self.contract.to_dict(),
             "artifacts": [a.to_dict() for a in self.artifacts],
             "failures": [f.to_dict() for f in self.failures],
+            **({"speech_gate": self.speech_gate.to_dict()} if self.contract.audio is not None else {}),
         }
 
     @classmethod
@@ -225,6 +229,7 @@ class Manifest:
                 contract=contract,
                 artifacts=[Artifact.from_dict(a) for a in data.get("artifacts", [])],
                 failures=[Failure.from_dict(f) for f in data.get("failures", [])],
+                speech_gate=SpeechGateConfig.from_dict(data.get("speech_gate")),
             )
         except ContractError as exc:
             raise BundleError(f"{source}: {exc}") from exc

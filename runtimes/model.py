@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from .machine import this_machine
 from .manifest import Artifact, Manifest
 from .modalities import MODALITIES
 from .preprocess import preprocess_audio, preprocess_image
+from .speech_gate import SpeechDecision, SpeechGate
 from .target_check import (
     CheckStore,
     TargetCheck,
@@ -43,16 +45,18 @@ from .target_check import (
 @dataclass
 class Prediction:
     """One answer: the label — the top class, or with enrolled examples the nearest one's label (None for an
-    embedding model without any: it answers with its vector) —, its scores, the embedding, the inputs used, timings."""
+    embedding model without any: it answers with its vector; None too when the speech gate left nothing to answer
+    from) —, its scores, the embedding, the inputs used, the speech gate's decision on the audio, timings."""
 
     label: str | None
     index: int  # into the model's labels (the enrolled labels with a gallery); -1 without a label
     probabilities: np.ndarray | None  # class probabilities; None for a model without class scores
     embedding: np.ndarray | None  # None when the model has no embedding output
-    modalities: tuple[str, ...]
+    modalities: tuple[str, ...]  # the inputs the answer comes from; () when nothing was left to answer from
     preprocess_ms: float
     inference_ms: float
     similarities: np.ndarray | None = None  # with enrolled examples: cosine to the nearest example of each label
+    speech: SpeechDecision | None = None  # the speech gate's decision on the audio given (None without audio)
 
     @property
     def scores(self) -> np.ndarray | None:
@@ -63,6 +67,11 @@ class Prediction:
     def confidence(self) -> float:
         return float(self.scores[self.index]) if self.label is not None else float("nan")
 
+    @property
+    def gated(self) -> bool:
+        """Audio was given, held no speech, and the speech gate left it out of the answer."""
+        return self.speech is not None and not self.speech.speech and "audio" not in self.modalities
+
     def to_dict(self) -> dict:
         answer: dict = {"label": self.label, "index": self.index}
         if self.label is not None:
@@ -72,6 +81,8 @@ class Prediction:
                 answer[name] = [round(float(v), 6) for v in values]
         if self.label is None and self.embedding is not None:
             answer["embedding"] = [float(v) for v in self.embedding]
+        if self.speech is not None:
+            answer["speech_gate"] = {**self.speech.to_dict(), "gated": self.gated}
         return {**answer, "modalities": list(self.modalities), "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": round(self.inference_ms, 3)}
 
 
@@ -92,6 +103,7 @@ class BundleModel:
         self.artifact = artifact
         self.backend = backend
         self.gallery: Gallery | None = None
+        self.speech_gate = SpeechGate(manifest.speech_gate, self.contract.audio) if self.contract.audio is not None else None
         for kind, named, has in (("inputs", self.contract.input_names, backend.input_names), ("outputs", self.contract.output_names, backend.output_names)):
             missing = sorted(set(named) - set(has))
             if missing:
@@ -117,6 +129,14 @@ class BundleModel:
 
         self.gallery = enroll_folder(folder, embed, warn)
         return self.gallery
+
+    def set_speech_gate(self, **settings: Any) -> SpeechGate:
+        """Change the speech gate's settings (`threshold_db`, `floor_dbfs`, `flatness_db`, `live`, `predict`) for this
+        session, the bundle left as it is; a value out of range is a SpeechGateError naming it and its range."""
+        if self.speech_gate is None:
+            raise InputError(f"{self.bundle}: the model takes no audio: there is no speech gate to set")
+        self.speech_gate = self.speech_gate.replace(**settings)
+        return self.speech_gate
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         """Canonical tensor shapes per sample; (0,) for a modality the model does not take."""
@@ -162,6 +182,22 @@ class BundleModel:
                 present[i, 1] = 1
         return image, audio, present
 
+    def _hear(self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None) -> tuple[list[SpeechDecision | None], np.ndarray]:
+        """The speech gate's decision on each sample's audio, and which samples are left with nothing the model can
+        answer from. With the gate on (`gate_on`, else the bundle's `predict` setting), audio without speech is left
+        out in place: its presence flag cleared, its tensor filled."""
+        n, gate = len(present), self.speech_gate
+        silent = np.zeros(n, bool)
+        if gate is None:
+            return [None] * n, silent
+        on = gate.config.predict if gate_on is None else gate_on
+        decisions: list[SpeechDecision | None] = [gate.decide(audio[i]) if present[i, 1] else None for i in range(n)]
+        for i, decision in enumerate(decisions):
+            if on and decision is not None and not decision.speech:
+                present[i, 1], audio[i] = 0, self.contract.fill
+                silent[i] = not present[i].any() or self.contract.missing == "required"  # the model cannot answer without it
+        return decisions, silent
+
     def predict_batch(
         self,
         images: Sequence[np.ndarray | None] | None = None,
@@ -169,10 +205,13 @@ class BundleModel:
         sample_rate: int | None = None,
         color_order: str = "RGB",
         audio_features: Sequence[np.ndarray | None] | None = None,
+        speech_gate: bool | None = None,
     ) -> list[Prediction]:
         """Predict a batch; either list may be None, or hold None where that modality is missing. `audio_features`:
         per sample, the model's audio tensor from a streaming front-end (`edgemm.runtimes.live.StreamFrontEnd`)
-        instead of raw audio."""
+        instead of raw audio. Each sample's audio gets the speech gate's decision (`Prediction.speech`); with the gate
+        on (`speech_gate`, default: the bundle's `predict` setting) audio without speech is left out: the answer comes
+        from the image alone, or, with nothing left to answer from, has no label and no modalities."""
         if images is None and audios is None and audio_features is None:
             raise InputError("give images, audios or both")
         n = len(next(x for x in (images, audios, audio_features) if x is not None))
@@ -182,19 +221,27 @@ class BundleModel:
             raise InputError(f"{len(images)} images but {len(audios)} audio clips" + (f" and {len(audio_features)} audio features" if audio_features is not None else ""))
         t0 = time.perf_counter()
         image, audio, present = self.tensors(images, audios, sample_rate, color_order, audio_features)
+        speech, silent = self._hear(audio, present, speech_gate)
+        run = np.flatnonzero(~silent)
         t1 = time.perf_counter()
-        out = self.infer(image, audio, present)
+        if len(run) < n:  # only the samples with something to answer from
+            image, audio, present = image[run], audio[run], present[run]
+        out = self.infer(image, audio, present) if len(run) else {}
         t2 = time.perf_counter()
         probs = softmax(out["logits"]) if "logits" in out else None
-        sims = self.gallery.similarities(out["embedding"]) if self.gallery is not None else None
+        sims = self.gallery.similarities(out["embedding"]) if self.gallery is not None and len(run) else None
         scores, labels, per = sims if sims is not None else probs, self.labels, 1000.0 / max(n, 1)
-        results = []
+        results, rows = [], iter(range(len(run)))  # the model's batch row of each sample it answered
         for i in range(n):
-            idx = int(scores[i].argmax()) if scores is not None else -1
-            used = tuple(m for m, flag in zip(MODALITIES, present[i]) if flag)
+            if silent[i]:
+                results.append(Prediction(None, -1, None, None, (), (t1 - t0) * per, 0.0, speech=speech[i]))
+                continue
+            j = next(rows)
+            idx = int(scores[j].argmax()) if scores is not None else -1
+            used = tuple(m for m, flag in zip(MODALITIES, present[j]) if flag)
             results.append(Prediction(
-                labels[idx] if idx >= 0 else None, idx, None if probs is None else probs[i], out["embedding"][i] if "embedding" in out else None,
-                used, (t1 - t0) * per, (t2 - t1) * per, None if sims is None else sims[i],
+                labels[idx] if idx >= 0 else None, idx, None if probs is None else probs[j], out["embedding"][j] if "embedding" in out else None,
+                used, (t1 - t0) * per, (t2 - t1) * per, None if sims is None else sims[j], speech[i],
             ))  # fmt: skip
         return results
 
@@ -205,10 +252,12 @@ class BundleModel:
         sample_rate: int | None = None,
         color_order: str = "RGB",
         audio_features: np.ndarray | None = None,
+        speech_gate: bool | None = None,
     ) -> Prediction:
         """Predict from a raw uint8 image (HxW or HxWx3) and/or raw mono audio at `sample_rate` (or the audio's
-        model tensor already computed, `audio_features`)."""
-        return self.predict_batch([image], [audio], sample_rate, color_order, [audio_features])[0]
+        model tensor already computed, `audio_features`). `speech_gate`: leave out audio without speech (default:
+        the bundle's `predict` setting); the gate's decision is in `Prediction.speech` either way."""
+        return self.predict_batch([image], [audio], sample_rate, color_order, [audio_features], speech_gate)[0]
 
 
 class NoUsableArtifactError(BundleError):

@@ -61,8 +61,10 @@ class LiveSummary:
     seconds: float = 0.0
     frames: int = 0
     answers: int = 0
-    audio_only: int = 0
-    image_only: int = 0
+    audio_only: int = 0  # answers from the audio alone
+    image_only: int = 0  # answers from the image alone (no live audio, or its window held no speech)
+    gated: int = 0  # answers whose audio window held no speech and was left out (the speech gate)
+    speech_gate: bool = False  # whether the gate was on
     drops: int = 0
     bad_timestamps: int = 0
     mic_overflows: int = 0
@@ -94,6 +96,8 @@ class LiveSummary:
             "answers": self.answers,
             "audio_only_answers": self.audio_only,
             "image_only_answers": self.image_only,
+            "speech_gate": self.speech_gate,
+            "gated_answers": self.gated,
             "camera_reopens": self.camera_reopens,
             "mic_reopens": self.mic_reopens,
             "audio_restarts": self.audio_restarts,
@@ -111,7 +115,8 @@ class LiveSummary:
 
         return (f"in {d['input_fps']:.1f} fps, inference {d['inference_fps']:.1f}/s, latency p50 {ms(d['latency_p50_ms'])} ms "
                 f"p95 {ms(d['latency_p95_ms'])} ms, drops {self.drops}, mic overflows {self.mic_overflows}, "
-                f"A/V skew p50 {ms(d['av_skew_p50_ms'])} ms, audio restarts {self.audio_restarts}, answers {self.answers} (audio-only {self.audio_only}, image-only {self.image_only})")  # fmt: skip
+                f"A/V skew p50 {ms(d['av_skew_p50_ms'])} ms, audio restarts {self.audio_restarts}, answers {self.answers} (audio-only {self.audio_only}, image-only {self.image_only}"
+                + (f"; no speech heard in {self.gated})" if self.speech_gate else "; speech gate off)"))  # fmt: skip
 
 
 class LivePipeline:
@@ -129,7 +134,9 @@ class LivePipeline:
         audio_only_hz: float = 10.0,
         status: Callable[[str], None] | None = None,
         status_every_s: float = 5.0,
+        speech_gate: bool | None = None,
     ) -> None:
+        """`speech_gate`: leave out audio windows without speech (default: the bundle's `live` setting)."""
         self.model = model
         self.timeline = timeline
         self.slot: LatestSlot[Frame] = LatestSlot()
@@ -139,7 +146,8 @@ class LivePipeline:
         self.audio_only_period = 1.0 / audio_only_hz
         self.status = status
         self.status_every_s = status_every_s
-        self.summary = LiveSummary()
+        gate = model.speech_gate
+        self.summary = LiveSummary(speech_gate=gate is not None and (gate.config.live if speech_gate is None else speech_gate))
         # per second since the start: the most items a frame found waiting when it arrived (last hour)
         self.depth_per_second: deque[tuple[int, int]] = deque(maxlen=DEPTH_SECONDS)
         self.t0_us: int | None = None
@@ -191,14 +199,16 @@ class LivePipeline:
         image = None if frame is None or self.model.contract.image is None else frame.image
         if image is None and audio is None:
             return
-        prediction = self.model.predict(image=image, audio_features=None if audio is None else audio.tensor, color_order="BGR")
+        prediction = self.model.predict(image=image, audio_features=None if audio is None else audio.tensor, color_order="BGR",
+                                        speech_gate=self.summary.speech_gate)  # fmt: skip
         skew = None if audio is None or frame is None else (t_us - audio.end_us) / 1000
         event = LiveEvent((t_us - self.t0_us) / 1000, None if frame is None else frame.index, prediction, (now_us() - captured_us) / 1000,
                           skew, None if audio is None else audio.level_db, None if frame is None else frame.image)  # fmt: skip
         s = self.summary
         s.answers += 1
-        s.audio_only += frame is None
-        s.image_only += audio is None
+        s.audio_only += prediction.modalities == ("audio",)
+        s.image_only += prediction.modalities == ("image",)
+        s.gated += prediction.gated
         s.latency_ms.append(event.latency_ms)
         if skew is not None:
             s.skew_ms.append(skew)
