@@ -4,6 +4,8 @@ microphone image-only ones, while the sources reopen themselves."""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -229,12 +231,22 @@ class LivePipeline:
         mic_done = self.mic is None or self.mic.ended
         return camera_done and mic_done and self.slot.depth == 0
 
+    def _interrupted(self, _signum, _frame) -> None:
+        self.summary.interrupted = True
+        self.stop()
+
     def run(self, duration_s: float | None = None) -> LiveSummary:
-        """Answer until done; Ctrl-C ends the run cleanly. Sources are stopped and joined before returning."""
+        """Answer until done; Ctrl-C ends the run cleanly. Sources are stopped and joined before returning.
+
+        In the main thread, Ctrl-C (SIGINT) is caught by a handler that stops the loop, instead of a KeyboardInterrupt
+        that Python drops when it lands in a finaliser or a callback (seen under load: the run went on); a second
+        Ctrl-C during shutdown is a KeyboardInterrupt again."""
         if self.t0_us is None:
             self.start()
         deadline = None if duration_s is None else self.t0_us + int(duration_s * 1e6)
         started, last_status = time.monotonic(), time.monotonic()
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._interrupted) if main else None
         try:
             while not self._finished(deadline):
                 camera_live = self.camera is not None and self.camera.alive
@@ -247,9 +259,9 @@ class LivePipeline:
                 if self.status and time.monotonic() - last_status >= self.status_every_s:
                     last_status = time.monotonic()
                     self.status(self._collect(time.monotonic() - started).line())
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
         finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
             self.timeline.stop()
             for source in (self.camera, self.mic):
                 if source is not None:
