@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgemm.runtimes import load_bundle
+from edgemm.runtimes import BundleModel, load_bundle
 from edgemm.runtimes.errors import EdgemmError
 from edgemm.runtimes.live import (
     LivePipeline,
@@ -29,6 +29,18 @@ from .sinks import JsonLinesSink, WindowSink, display_available
 from .truth import GroundTruth, Scorer, offline_accuracy
 
 
+def add_speech_threshold(p: argparse.ArgumentParser) -> None:
+    """--speech-threshold (shared by `edgemm live` and `edgemm predict`); `apply_speech_threshold` sets it."""
+    p.add_argument("--speech-threshold", type=float, metavar="DB", help="the speech gate's threshold: how much the speech-band "
+                   "energy must move within the window, in (0, 40] dB (default: the bundle's, 6)")  # fmt: skip
+
+
+def apply_speech_threshold(model: BundleModel, args: argparse.Namespace) -> None:
+    """Set the speech gate's threshold from --speech-threshold, when given (out of range: a SpeechGateError)."""
+    if args.speech_threshold is not None:
+        model.set_speech_gate(threshold_db=args.speech_threshold)
+
+
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
     """The options of the live app (shared by `edgemm live` and `python -m edgemm.apps.live`)."""
     p.add_argument("bundle", nargs="?", help="the bundle to run")
@@ -42,8 +54,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
                    "(image and/or audio files sharing a name): for a model with an embedding output")  # fmt: skip
     p.add_argument("--no-speech-gate", action="store_true", help="use every audio window, speech or not (default: the bundle's "
                    "setting, on: a window without speech gives an image-only answer)")  # fmt: skip
-    p.add_argument("--speech-threshold", type=float, metavar="DB", help="the speech gate's threshold: how much the speech-band "
-                   "energy must move within the window, in (0, 40] dB (default: the bundle's, 6)")  # fmt: skip
+    add_speech_threshold(p)
     p.add_argument("--backend", default="auto", help="auto or a backend name")
     p.add_argument("--precision", help="restrict the artifact choice (fp32, fp16, int8)")
     p.add_argument("--threads", type=int, default=2)
@@ -88,8 +99,7 @@ def run(args: argparse.Namespace, out=sys.stderr) -> LiveSummary | None:
     if camera is not None:
         check_camera(camera)  # a wrong camera is reported before anything is loaded or opened
     model = load_bundle(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads, self_check=not args.no_self_check)
-    if args.speech_threshold is not None:
-        model.set_speech_gate(threshold_db=args.speech_threshold)
+    apply_speech_threshold(model, args)
     scorer = Scorer(truth, takes=len(model.contract.modalities)) if truth is not None else None
     if args.enroll:
         gallery = model.enroll(args.enroll, warn=say)

@@ -46,34 +46,35 @@ def checkpoints_at(rev: str, folder: Path) -> dict[str, Path]:
     return out
 
 
+def audio_tensors(files: list[Path], labels: list[int], ckpt: Checkpoint) -> Tensors:
+    """Audio files as the checkpoint's tensors, images absent (zeros)."""
+    import torch
+
+    audio = np.stack([preprocess_audio(*soundfile.read(f, dtype="float32"), ckpt.audio) for f in files])
+    return Tensors(torch.zeros((len(files), *ckpt.image.shape)), torch.from_numpy(audio), torch.tensor(labels))
+
+
 def real_clips(folder: Path, ckpt: Checkpoint) -> Tensors | None:
     """DIR/<digit>.wav as the checkpoint's audio tensors (images absent), or None without them."""
     files = [folder / f"{d}.wav" for d in range(10)]
-    if not all(f.is_file() for f in files):
-        return None
-    audio = np.stack([preprocess_audio(*soundfile.read(f, dtype="float32"), ckpt.audio) for f in files])
-    import torch
-
-    return Tensors(torch.zeros((10, *ckpt.image.shape)), torch.from_numpy(audio), torch.arange(10))
+    return audio_tensors(files, list(range(10)), ckpt) if all(f.is_file() for f in files) else None
 
 
 def flite_clips(ckpt: Checkpoint, folder: Path) -> dict[str, Tensors] | None:
     """Per Flite voice, the ten digits said at 0.8x, 1x and 1.3x duration, as the checkpoint's audio tensors."""
     if shutil.which("flite") is None:
         return None
-    import torch
-
     out = {}
     for voice in FLITE_VOICES:
-        audio, labels = [], []
+        files, labels = [], []
         for digit, word in enumerate(DIGIT_WORDS):
             for stretch in (0.8, 1.0, 1.3):
                 wav = folder / f"flite-{voice}-{digit}-{stretch}.wav"
                 if not wav.is_file():
                     subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}", "-t", word, "-o", str(wav)], check=True)
-                audio.append(preprocess_audio(*soundfile.read(wav, dtype="float32"), ckpt.audio))
+                files.append(wav)
                 labels.append(digit)
-        out[voice] = Tensors(torch.zeros((len(audio), *ckpt.image.shape)), torch.from_numpy(np.stack(audio)), torch.tensor(labels))
+        out[voice] = audio_tensors(files, labels, ckpt)
     return out
 
 

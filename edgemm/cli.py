@@ -355,6 +355,7 @@ def _print_checks(bundle: Path) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from edgemm.apps.live import apply_speech_threshold
     from edgemm.runtimes import load_bundle
     from edgemm.runtimes.errors import InputError
     from edgemm.runtimes.media import read_audio, read_image
@@ -367,8 +368,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.enroll:
         gallery = model.enroll(args.enroll, warn=lambda message: print(f"edgemm predict: {message}", file=sys.stderr))
         print(f"enrolled {len(gallery.vectors)} examples of {len(gallery.labels)} labels from {args.enroll}", file=sys.stderr)
-    if args.speech_threshold is not None:
-        model.set_speech_gate(threshold_db=args.speech_threshold)
+    apply_speech_threshold(model, args)
     pred = model.predict(image=image, audio=audio, sample_rate=rate, speech_gate=args.speech_gate)
     where = f"from {'+'.join(pred.modalities)}; {model.artifact.file} on {model.backend.name}, {pred.preprocess_ms + pred.inference_ms:.1f} ms"
     if args.json:
@@ -399,7 +399,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgemm.apps.live import add_live_arguments
+    from edgemm.apps.live import add_live_arguments, add_speech_threshold
     from edgemm.runtimes.backends import BACKENDS
 
     if device_install():  # the toolkit's commands are still listed; `main` answers them with what to install
@@ -521,8 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "audio files): a model with an embedding output")  # fmt: skip
     p.add_argument("--speech-gate", action=argparse.BooleanOptionalAction, help="leave out audio without speech (an image-only "
                    "answer) or use it anyway; the gate's decision is printed either way (default: the bundle's setting, off)")  # fmt: skip
-    p.add_argument("--speech-threshold", type=float, metavar="DB", help="the speech gate's threshold: how much the speech-band "
-                   "energy must move within the window, in (0, 40] dB (default: the bundle's, 6)")  # fmt: skip
+    add_speech_threshold(p)
     p.add_argument("--json", action="store_true", help="print the prediction as JSON")
     p.set_defaults(func=_cmd_predict)
 

@@ -9,6 +9,7 @@ of other utterances, clipping. The speed perturbation, time shift, coloured nois
 from __future__ import annotations
 
 import random
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,19 +61,10 @@ class SpeechAugment:
 
         random.seed(seed)
         np.random.seed(seed % 2**32)
-        self._word = am.OneOf([am.TimeStretch(0.75, 1.3, leave_length_unchanged=False, p=1.0), am.PitchShift(-4, 4, p=1.0)], p=0.6)
-        self._room = am.Compose([
+        self.word = partial(am.OneOf([am.TimeStretch(0.75, 1.3, leave_length_unchanged=False, p=1.0), am.PitchShift(-4, 4, p=1.0)], p=0.6), sample_rate=RATE)
+        self.room = partial(am.Compose([
             am.ApplyImpulseResponse(impulses, p=0.4),
             am.OneOf([am.BandPassFilter(300, 2500, p=1.0), am.LowPassFilter(2500, 7500, p=1.0), am.HighPassFilter(80, 500, p=1.0)], p=0.4),
             am.SevenBandParametricEQ(-9, 9, p=0.3),
-        ])  # fmt: skip
-        self._clip = am.ClippingDistortion(0, 30, p=0.1)
-
-    def word(self, word: np.ndarray) -> np.ndarray:
-        return self._word(word, RATE)
-
-    def room(self, clip: np.ndarray) -> np.ndarray:
-        return self._room(clip, RATE)
-
-    def clip(self, clip: np.ndarray) -> np.ndarray:
-        return self._clip(clip, RATE)
+        ]), sample_rate=RATE)  # fmt: skip
+        self.clip = partial(am.ClippingDistortion(0, 30, p=0.1), sample_rate=RATE)
