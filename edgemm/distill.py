@@ -6,14 +6,19 @@ audio branch, the class count, and, for a teacher that gives only an embedding, 
 Hinton KD on the teacher's class scores, alignment with its embedding (cosine or MSE; through a learned
 projection unless the student must reproduce the teacher's embedding space), cross-entropy and per-modality
 auxiliary heads on the rows that carry labels. Each batch drops modalities as the contract's missing-modality
-convention feeds them, and learns the teacher's answer to that very pattern. The best epoch on validation data
-is kept: accuracy where it is labelled, agreement with the teacher otherwise (edgemm's verification rules).
+convention feeds them, and learns the teacher's answer to that very pattern. Batches are augmented — images
+re-paired within their label and moved by a small affine, log-mels warped and masked (VTLP, SpecAugment) — and
+the teacher answers each augmented batch as it is (consistent teaching: the student matches the teacher's function
+on inputs neither has seen, not a fixed table of answers); without augmentation its answers are computed once and
+cached. The best epoch on validation data is kept: accuracy where it is labelled, agreement with the teacher
+otherwise (edgemm's verification rules).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +40,7 @@ from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
 from edgemm.runtimes.reference import Infer, ReferenceSet
 from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
-from edgemm.train import Tensors, presence, to_tensors
+from edgemm.train import Tensors, augment_features, presence, to_tensors
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,12 @@ class DistillConfig:
     embed_loss: str = "cosine"  # or "mse"
     aux_weight: float = 0.3  # per-modality auxiliary heads (labelled rows)
     modality_dropout: float = 0.2
+    repair: float = 0.5  # labelled rows whose image is swapped for another of the same label (new pairings)
+    image_augment: float = 0.5  # rows whose image is moved by a small random affine (rotation, scale, shift)
+    feature_augment: float = 0.5  # rows whose log-mel gets VTLP and SpecAugment (as the teacher was trained)
+    vtlp: float = 0.08
+    freq_masks: int = 1
+    time_masks: int = 1
     patience: int = 6  # early stopping: epochs without a better val score
     val_fraction: float = 0.1  # held out of the training data when no validation data is given
     seed: int = 0
@@ -125,6 +136,46 @@ def teacher_outputs(infer: Infer, data: Tensors, contract: ModelContract, key: s
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
+def online_targets(infer: Infer, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor, fill: float) -> dict[str, torch.Tensor]:
+    """The teacher's canonical outputs for this very batch, each row in its own pattern, the absent modality fed as
+    `fill` (the contract's convention)."""
+    fed = [torch.where(present[:, k].reshape(-1, *[1] * (x.dim() - 1)) > 0, x, torch.tensor(fill)) for k, x in enumerate((image, audio))]
+    return {k: torch.from_numpy(v) for k, v in infer(*(x.numpy() for x in (*fed, present))).items()}
+
+
+def jitter_images(image: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A `fraction` of a batch of images (B, C, H, W) rotated by up to ±10°, scaled by 0.9–1.1 and shifted by up to
+    a tenth of their size (bilinear, borders repeat the edge); the other rows unchanged."""
+    chosen = torch.rand(len(image), generator=generator) < fraction
+    u = (torch.rand(len(image), 4, generator=generator) * 2 - 1) * chosen[:, None]  # in [-1, 1]; 0: identity
+    angle, scale = u[:, 0] * math.radians(10), 1 + 0.1 * u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, 0.2 * u[:, 2]], 1), torch.stack([sin, cos, 0.2 * u[:, 3]], 1)], 1)
+    moved = F.grid_sample(image, F.affine_grid(theta, list(image.shape), align_corners=False), padding_mode="border", align_corners=False)
+    return torch.where(chosen[:, None, None, None], moved, image)
+
+
+class Repairing:
+    """Re-pairs samples within their label: for a fraction of the labelled rows of a batch, the image of another
+    training sample with the same label (the data set pairs each clip with only a few images)."""
+
+    def __init__(self, labels: torch.Tensor, fraction: float) -> None:
+        self.fraction, self.order = fraction, torch.argsort(labels, stable=True)
+        known = labels[self.order] >= 0
+        self.order = self.order[known]
+        self.counts = torch.bincount(labels[self.order], minlength=int(labels.max()) + 1 if known.any() else 1)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+
+    def __call__(self, idx: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Image indices for the rows `idx` (labels `labels`): their own, or another of the same label."""
+        if self.fraction <= 0 or not len(self.order):
+            return idx
+        chosen = (torch.rand(len(idx), generator=generator) < self.fraction) & (labels >= 0)
+        y = labels.clamp(min=0)
+        other = self.order[(self.starts[y] + (torch.rand(len(idx), generator=generator) * self.counts[y]).long()).clamp(max=len(self.order) - 1)]
+        return torch.where(chosen, other, idx)
+
+
 def student_config(contract: ModelContract, base: StudentConfig, teacher_dim: int | None) -> StudentConfig:
     """The student for a contract: the modalities it takes and their shapes, a presence input where every pattern
     can occur, its class count (0 without class scores) and, for a teacher that gives only an embedding, that
@@ -173,8 +224,16 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     if config.limit:
         train = Tensors(train.image[: config.limit], train.audio[: config.limit], train.labels[: config.limit])
     teacher.model.eval()
+    first, rows = next(iter(contract.patterns)), torch.tensor(list(contract.patterns.values()))
     teacher_infer = torch_infer(teacher.model, contract)
-    targets = teacher_outputs(teacher_infer, train, contract, digest(teacher.model, train, contract), progress)
+    spectrogram = train.audio.dim() == 4  # VTLP/SpecAugment apply to a log-mel, not a waveform
+    jitter = config.image_augment > 0 and train.image.dim() == 4
+    online = config.repair > 0 or jitter or (config.feature_augment > 0 and spectrogram)  # targets for each augmented batch
+    repairing = Repairing(train.labels, config.repair)
+    if online:  # the teacher's output shapes, from one sample
+        targets = online_targets(teacher_infer, train.image[:1], train.audio[:1], rows[:1].float(), contract.fill)
+    else:
+        targets = teacher_outputs(teacher_infer, train, contract, digest(teacher.model, train, contract), progress)
     t_logits, t_embed = targets.get("logits"), targets.get("embedding")
 
     student_cfg = student_config(contract, config.student, None if t_embed is None else t_embed.shape[-1])
@@ -190,7 +249,6 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     score = accuracy_by_mode if held_out.labelled else agreement_by_mode
     metric = "accuracy" if held_out.labelled else "agreement with the teacher"
     teacher_val = score(held_out.outputs, held_out)
-    first, rows = next(iter(contract.patterns)), torch.tensor(list(contract.patterns.values()))
     history, best, best_state, stale = [], -1.0, None, 0
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="distill", unit="step", disable=not progress)
     for epoch in range(config.epochs):
@@ -200,9 +258,18 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
             present = presence(contract, len(idx), config.modality_dropout, generator)
-            pattern = (present[:, None, :] == rows[None]).all(-1).float().argmax(1)  # its teacher outputs' row
-            logits, emb, aux_img, aux_aud = student.forward_train(train.image[idx], train.audio[idx], present)
             y = train.labels[idx]
+            image, audio = train.image[repairing(idx, y, generator)], train.audio[idx]
+            if jitter:
+                image = jitter_images(image, config.image_augment, generator)
+            if spectrogram and config.feature_augment > 0:
+                audio = augment_features(audio, config, generator)
+            if online:
+                batch_targets = online_targets(teacher_infer, image, audio, present, contract.fill)
+            else:
+                pattern = (present[:, None, :] == rows[None]).all(-1).float().argmax(1)  # its teacher outputs' row
+                batch_targets = {k: v[pattern, idx] for k, v in targets.items()}
+            logits, emb, aux_img, aux_aud = student.forward_train(image, audio, present)
             known = y >= 0
             terms = {}
             if logits is not None and known.any():
@@ -212,9 +279,9 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
                     for k, aux in enumerate((aux_img, aux_aud)) if aux is not None
                 )
             if t_logits is not None:
-                terms["kd"] = config.kd_weight * kd_loss(logits, t_logits[pattern, idx], config.temperature)
+                terms["kd"] = config.kd_weight * kd_loss(logits, batch_targets["logits"], config.temperature)
             if t_embed is not None:
-                terms["embed"] = config.embed_weight * embed_loss(projection(emb), t_embed[pattern, idx], config.embed_loss)
+                terms["embed"] = config.embed_weight * embed_loss(projection(emb), batch_targets["embedding"], config.embed_loss)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -91,7 +92,16 @@ def presence(contract: ModelContract, n: int, p_drop: float, generator: torch.Ge
     return torch.tensor(next(iter(contract.patterns.values()))).expand(n, 2)
 
 
-def augment_features(audio: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+class FeatureAugmentSettings(Protocol):
+    """The feature-augmentation fields a training or distillation config carries."""
+
+    feature_augment: float
+    vtlp: float
+    freq_masks: int
+    time_masks: int
+
+
+def augment_features(audio: torch.Tensor, config: FeatureAugmentSettings, generator: torch.Generator) -> torch.Tensor:
     """VTLP and SpecAugment on a `feature_augment` fraction of a batch of normalised log-mels (B, 1, M, T): the mel
     axis stretched or squeezed by a factor in 1 ± `vtlp` (linear interpolation, the top band repeated), then
     frequency and time masks set to the mean (0)."""

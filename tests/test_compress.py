@@ -147,3 +147,35 @@ def test_guard_respects_the_float_node_cap(tiny_bundle, tmp_path):
     q = art.extra["quantization"]
     assert len(q["excluded_nodes"]) <= 0.1 * len(q["sensitivity"]) + 1e-9
     assert not q["within_budget"] and not art.verified  # recorded as failed: never chosen by the runtime
+
+
+def test_online_distillation_targets_and_repairing(tiny_checkpoint):
+    """Each augmented batch's teacher targets are the teacher's answer to that row's own modality pattern, filled as
+    the reference sets fill it; re-pairing swaps images only within a label and never for unlabelled rows."""
+    import numpy as np
+    import torch
+    from edgemm.export.source import torch_infer
+    from edgemm.runtimes.reference import ReferenceSet
+
+    from edgemm.distill import Repairing, builtin_data, online_targets
+    from edgemm.sources import source_from_checkpoint
+
+    source = source_from_checkpoint(load_checkpoint(tiny_checkpoint), tiny_checkpoint)
+    contract, data = source.contract, builtin_data(load_checkpoint(tiny_checkpoint)).train
+    infer = torch_infer(source.model, contract)
+    rows = list(contract.patterns.values())
+    image, audio = data.image[:6], data.audio[:6]
+    present = torch.tensor([rows[k % len(rows)] for k in range(6)], dtype=torch.float32)
+    got = online_targets(infer, image, audio, present, contract.fill)["logits"].numpy()
+    for k in range(6):
+        want = infer(*ReferenceSet.patterns(image[k : k + 1].numpy(), audio[k : k + 1].numpy(), [rows[k % len(rows)]], contract.fill))["logits"]
+        np.testing.assert_allclose(got[k : k + 1], want, atol=1e-5)
+
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, -1, 2])
+    repairing, generator = Repairing(labels, 1.0), torch.Generator().manual_seed(0)
+    idx = torch.arange(8)
+    picked = torch.stack([repairing(idx, labels, generator) for _ in range(50)])
+    assert (labels[picked] == labels).all()  # always the same label
+    assert (picked[:, 6] == 6).all()  # an unlabelled row keeps its own image
+    assert (picked[:, :6] != idx[:6]).any(0).all()  # every labelled row gets other images
+    assert (Repairing(labels, 0.0)(idx, labels, generator) == idx).all()
