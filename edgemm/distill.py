@@ -38,7 +38,7 @@ from edgemm.recipes import RecipeError, to_plain
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
-from edgemm.runtimes.reference import Infer, ReferenceSet
+from edgemm.runtimes.reference import Infer, ReferenceSet, fill_absent
 from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
 from edgemm.train import Tensors, augment_features, presence, to_tensors
 
@@ -139,8 +139,9 @@ def teacher_outputs(infer: Infer, data: Tensors, contract: ModelContract, key: s
 def online_targets(infer: Infer, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor, fill: float) -> dict[str, torch.Tensor]:
     """The teacher's canonical outputs for this very batch, each row in its own pattern, the absent modality fed as
     `fill` (the contract's convention)."""
-    fed = [torch.where(present[:, k].reshape(-1, *[1] * (x.dim() - 1)) > 0, x, torch.tensor(fill)) for k, x in enumerate((image, audio))]
-    return {k: torch.from_numpy(v) for k, v in infer(*(x.numpy() for x in (*fed, present))).items()}
+    keep = present.numpy()
+    outputs = infer(fill_absent(image.numpy(), keep[:, 0], fill), fill_absent(audio.numpy(), keep[:, 1], fill), keep)
+    return {k: torch.from_numpy(v) for k, v in outputs.items()}
 
 
 def jitter_images(image: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -160,10 +161,9 @@ class Repairing:
     training sample with the same label (the data set pairs each clip with only a few images)."""
 
     def __init__(self, labels: torch.Tensor, fraction: float) -> None:
-        self.fraction, self.order = fraction, torch.argsort(labels, stable=True)
-        known = labels[self.order] >= 0
-        self.order = self.order[known]
-        self.counts = torch.bincount(labels[self.order], minlength=int(labels.max()) + 1 if known.any() else 1)
+        order = torch.argsort(labels, stable=True)
+        self.fraction, self.order = fraction, order[labels[order] >= 0]  # labelled rows, grouped by label
+        self.counts = torch.bincount(labels[self.order], minlength=int(labels.max()) + 1 if len(self.order) else 1)
         self.starts = torch.cumsum(self.counts, 0) - self.counts
 
     def __call__(self, idx: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -92,7 +92,7 @@ class ReferenceSet:
         absent modality set to `fill`."""
         rows = np.asarray(rows, np.float32)
         present = np.repeat(rows, len(image), axis=0)
-        return _tiled(image, present[:, 0], fill), _tiled(audio, present[:, 1], fill), present
+        return fill_absent(image, present[:, 0], fill), fill_absent(audio, present[:, 1], fill), present
 
     @classmethod
     def build(
@@ -139,7 +139,7 @@ class ReferenceSet:
             raise BundleError(f"{path}: unreadable reference samples ({type(exc).__name__}: {exc})") from exc
 
 
-def _tiled(x: np.ndarray, keep: np.ndarray, fill: float) -> np.ndarray:
-    """`x` repeated to `len(keep)` rows, rows with keep 0 set to `fill`."""
+def fill_absent(x: np.ndarray, keep: np.ndarray, fill: float) -> np.ndarray:
+    """`x` repeated to `len(keep)` rows, rows with keep 0 set to `fill` (how an absent modality is fed)."""
     tiled = np.tile(x, (len(keep) // len(x),) + (1,) * (x.ndim - 1))
     return np.where(keep.reshape((-1,) + (1,) * (x.ndim - 1)) > 0, tiled, np.float32(fill)).astype(np.float32)
