@@ -36,7 +36,7 @@ class DeviceUnavailable(Exception):
 
 def _constraints() -> dict[str, str]:
     pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
+    for line in (REPO / "device" / "constraints.txt").read_text().splitlines():
         name, sep, version = line.partition("==")
         if sep and not line.startswith("#"):
             pins[name.strip().lower()] = version.strip()
@@ -96,7 +96,7 @@ class Arm64Device:
             platforms = [f"--platform=manylinux_2_{n}_aarch64" for n in range(17, GLIBC + 1)] + ["--platform=manylinux2014_aarch64"]
             _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(staging / "opt" / "site"),
                   "--only-binary=:all:", "--python-version=3.11", "--implementation=cp", "--abi=cp311", *platforms,
-                  "-c", str(REPO / "constraints.txt"), *wheels], "installing the aarch64 wheels (pip)")  # fmt: skip
+                  "-c", str(REPO / "device" / "constraints.txt"), *wheels], "installing the aarch64 wheels (pip)")  # fmt: skip
             (staging / "proc").mkdir(exist_ok=True)
             (staging / "ready").write_text(" ".join(wheels))
             staging.rename(root)
