@@ -41,6 +41,33 @@ def test_log_mel_matches_torch_stft():
     np.testing.assert_allclose(ours, ref, atol=2e-3)
 
 
+def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
+    """The log-mel's work buffers are kept per thread (preprocess.scratch, up to SCRATCH_BYTES): a clip's features equal
+    those computed in fresh buffers, after a longer batch and after a batch too big for the buffers, in threads too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgemm.runtimes import preprocess
+
+    spec, rng = AudioSpec(), np.random.default_rng(3)
+    clip, batch = rng.normal(0, 0.1, (1, spec.clip_samples)).astype(np.float32), rng.normal(0, 0.1, (5, spec.clip_samples)).astype(np.float32)
+    first = log_mel(clip, spec)
+    monkeypatch.setattr(preprocess, "SCRATCH_BYTES", 0)  # every call in fresh buffers
+    fresh = log_mel(clip, spec)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(first, fresh)
+    batched = log_mel(batch, spec)
+    np.testing.assert_array_equal(log_mel(clip, spec), fresh)
+    monkeypatch.setattr(preprocess, "SCRATCH_BYTES", 3 * spec.frames * spec.n_fft * 4)  # the batch of 5 is too big for them
+    np.testing.assert_array_equal(log_mel(batch, spec), batched)
+    np.testing.assert_array_equal(log_mel(clip, spec), fresh)
+    monkeypatch.undo()
+    inputs, expected = [clip[0], batch[1]] * 8, [fresh, batched[1:2]] * 8
+    with ThreadPoolExecutor(2) as pool:
+        for out, want in zip(pool.map(lambda x: log_mel(x[None], spec), inputs), expected):
+            np.testing.assert_array_equal(out, want)
+    assert not np.shares_memory(log_mel(clip, spec), log_mel(clip, spec))
+
+
 def test_image_colour_grey_and_resize():
     spec = ImageSpec()
     grey = np.full((480, 640), 200, np.uint8)
