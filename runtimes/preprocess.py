@@ -104,20 +104,23 @@ def _check_image(image: np.ndarray, name: str) -> np.ndarray:
     return image
 
 
-# Work arrays of the preprocessing are taken from per-thread buffers that are kept: a fresh one of more than 128 KB
-# (a camera frame in float32, the frames of a 1 s clip) is mmapped, or grows the heap that glibc trims back after the
-# call, and the page faults of touching it again cost more than the work itself (on this 2-core VM: 148x112 frame
-# 76 -> 50 µs, 640x480 479 -> 317 µs, 1 s log-mel 515 -> 205 µs). Larger ones than this are not kept.
-SCRATCH_BYTES = 16 << 20
+# The log-mel's two work arrays for a whole clip (200 KB each at 1 s) come from per-thread buffers that are kept: a
+# fresh one above glibc's mmap threshold (128 KB) is mmapped, or grows the heap that glibc trims back after the call,
+# and in a process that calls predict() now and then the page faults of touching it cost more than the DFT
+# (preprocess_audio of 1 s alone: 515 -> 205 µs on this 2-core VM). Smaller arrays (the live front-end's few new
+# frames) come fresh from malloc's free lists, which is cheaper; larger ones than SCRATCH_BYTES are not kept.
+# (A kept float32 copy of a camera frame made OpenCV's resize path slower, not faster: measured, not used.)
+SCRATCH_MIN_BYTES, SCRATCH_BYTES = 128 << 10, 16 << 20
 _scratch = threading.local()
 
 
-def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray:
-    """An uninitialised array from this thread's kept buffer `key` (grown as needed; fresh beyond SCRATCH_BYTES): it
-    is overwritten by the thread's next call for the same key, so never return it."""
+def scratch(key: str, shape: tuple[int, ...], dtype: np.dtype = np.float32) -> np.ndarray | None:
+    """An uninitialised array from this thread's kept buffer `key` (grown as needed), or None when its size is not
+    between SCRATCH_MIN_BYTES and SCRATCH_BYTES (make a fresh one): overwritten by the thread's next call for that
+    key, so never return it."""
     size = math.prod(shape) * np.dtype(dtype).itemsize
-    if size > SCRATCH_BYTES:
-        return np.empty(shape, dtype)
+    if not SCRATCH_MIN_BYTES <= size <= SCRATCH_BYTES:
+        return None
     held = getattr(_scratch, key, None)
     if held is None or held.nbytes < size:
         held = np.empty(size, np.uint8)
@@ -178,12 +181,9 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if cv2 is None or image.ndim == 3 and image.shape[2] > 4:
         return _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
     (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
-    if fy > 1 or fx > 1:  # the float32 copy in a kept buffer (`scratch`): INTER_AREA's output is a new array
-        x = scratch("image-float", image[:h, :w].shape)
-        np.copyto(x, image[:h, :w], casting="unsafe")
+    x = np.ascontiguousarray(image[:h, :w], np.float32)
+    if fy > 1 or fx > 1:
         x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
-    else:
-        x = np.ascontiguousarray(image[:h, :w], np.float32)
     if x.shape[:2] != (height, width):
         x = cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
     return x.reshape(height, width, *image.shape[2:])
@@ -311,13 +311,16 @@ class _MelPlan:
         lead = frames.shape[:-1]
         if not math.prod(lead):
             return np.zeros((*lead, self.n_mels), np.float32)
-        rows = math.prod(lead)
-        padded = scratch("mel-frames", (rows, self.n_fft))  # zero-padded at the end: see mel_frames
-        padded[:, self.win_length :] = 0
+        shape = (math.prod(lead), self.n_fft)
+        padded = scratch("mel-frames", shape)  # zero-padded at the end: see mel_frames
+        if padded is None:
+            padded = np.zeros(shape, np.float32)
+        else:
+            padded[:, self.win_length :] = 0
         np.multiply(frames.reshape(-1, self.win_length), self.window, out=padded[:, : self.win_length])
         if self.cv2 is not None:
-            spectrum = scratch("mel-dft", (rows, self.n_fft))
-            squares = np.square(self.cv2.dft(padded, spectrum, flags=self.cv2.DFT_ROWS), out=spectrum)
+            squares = self.cv2.dft(padded, scratch("mel-dft", shape), flags=self.cv2.DFT_ROWS)
+            np.square(squares, out=squares)
         else:
             rfft = np.fft.rfft(padded, axis=-1)
             squares = (rfft.real**2 + rfft.imag**2).astype(np.float32)
