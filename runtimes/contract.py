@@ -119,8 +119,8 @@ class ModelContract:
 
     def feeds(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
         """The model's named inputs for canonical (image NCHW, audio, present) batches; absent modalities already filled."""
-        rows = present.astype(bool)
         if self.missing == "required":
+            rows = present.astype(bool)
             for k, modality in enumerate(MODALITIES):
                 if getattr(self, modality) is not None and not rows[:, k].all():
                     raise InputError(f"this model needs the {modality} input (its contract: {MISSING['required']})")

@@ -87,10 +87,11 @@ class Prediction:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 for stable probabilities."""
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    """Row-wise softmax, float32 (the row's maximum subtracted first: stable), in place in one new array."""
+    e = np.subtract(logits, logits.max(axis=-1, keepdims=True), dtype=np.float32)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 class BundleModel:
@@ -104,6 +105,8 @@ class BundleModel:
         self.backend = backend
         self.gallery: Gallery | None = None
         self.speech_gate = SpeechGate(manifest.speech_gate, self.contract.audio) if self.contract.audio is not None else None
+        c = self.contract  # canonical tensor shapes per sample; (0,) for a modality the model does not take
+        self._shapes = {"image": c.image.shape if c.image else (0,), "audio": c.audio.shape if c.audio else (0,), "present": (2,)}
         for kind, named, has in (("inputs", self.contract.input_names, backend.input_names), ("outputs", self.contract.output_names, backend.output_names)):
             missing = sorted(set(named) - set(has))
             if missing:
@@ -138,16 +141,11 @@ class BundleModel:
         self.speech_gate = self.speech_gate.replace(**settings)
         return self.speech_gate
 
-    def _shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical tensor shapes per sample; (0,) for a modality the model does not take."""
-        c = self.contract
-        return {"image": c.image.shape if c.image else (0,), "audio": c.audio.shape if c.audio else (0,), "present": (2,)}
-
     def infer(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
         """Run preprocessed canonical batches — image (B,C,H,W), audio (B,1,M,T) or (B,1,samples), present (B,2),
         float32, absent modalities already filled — and return `logits` / `embedding` (those the model has)."""
         batch = present.shape[0]
-        for (name, shape), arr in zip(self._shapes().items(), (image, audio, present)):
+        for (name, shape), arr in zip(self._shapes.items(), (image, audio, present)):
             if arr.dtype != np.float32 or arr.shape != (batch, *shape):
                 raise InputError(f"{name} tensor: expected float32 {(batch, *shape)}, got {arr.dtype} {arr.shape}")
         return self.contract.outputs(self.backend.run(self.contract.feeds(image, audio, present)))
@@ -157,7 +155,7 @@ class BundleModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present).
         `audio_features` holds, per sample, the model's audio tensor already computed (a streaming front-end) or None."""
-        c, shapes, n = self.contract, self._shapes(), len(images)
+        c, shapes, n = self.contract, self._shapes, len(images)
         image = np.full((n, *shapes["image"]), c.fill, np.float32)
         audio = np.full((n, *shapes["audio"]), c.fill, np.float32)
         present = np.zeros((n, 2), np.float32)

@@ -199,20 +199,31 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
         raise InputError(f"{name}: colour order must be RGB or BGR, got {color_order!r}")
     if spec.crop == "center":
         image = _center_square(image)
+    luma, (scale, shift) = _luma(color_order), _normalisation(spec)
     if image.ndim == 3 and spec.channels == 1 and _opencv() is None:  # numpy: fewer channels to resize
-        image = image[:, :, :3].astype(np.float32) @ np.asarray(_LUMA[color_order], np.float32)
+        image = image[:, :, :3].astype(np.float32) @ luma
     x = resize(image[:, :, :3] if image.ndim == 3 else image, spec.height, spec.width)
     if x.ndim == 3:
         if spec.channels == 1:
-            x = x @ np.asarray(_LUMA[color_order], np.float32)
+            x = x @ luma
         elif color_order != spec.color_order:
             x = x[:, :, ::-1]
     elif spec.channels == 3:
         x = np.repeat(x[:, :, None], 3, axis=2)
     x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
-    scale, shift = np.float32(1 / 255) / std, np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / std
     return np.ascontiguousarray(x * scale - shift, np.float32)
+
+
+@lru_cache(maxsize=2)
+def _luma(color_order: str) -> np.ndarray:
+    return np.asarray(_LUMA[color_order], np.float32)
+
+
+@lru_cache(maxsize=8)
+def _normalisation(spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) per channel, (C, 1, 1) float32: pixels 0..255 → (x / 255 - mean) / std."""
+    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
+    return np.float32(1 / 255) / std, np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / std
 
 
 # ----------------------------------------------------------------------------- audio
