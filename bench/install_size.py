@@ -8,6 +8,7 @@ tests/arm64.py installs the emulated device). Site-packages without pip and setu
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,11 +18,12 @@ from pathlib import Path
 from edgemm.tables import format_table
 
 REPO = Path(__file__).resolve().parents[1]
-GLIBC = 36  # the emulated device's Debian bookworm
-AARCH64 = ["--only-binary=:all:", "--python-version=3.11", "--implementation=cp", "--abi=cp311",
-           *[f"--platform=manylinux_2_{n}_aarch64" for n in range(17, GLIBC + 1)], "--platform=manylinux2014_aarch64"]  # fmt: skip
+sys.path.insert(0, str(REPO / "tests"))
+from arm64 import PIP_AARCH64  # noqa: E402  (the emulated device's platform tags)
+
+SOURCES = ("device", "edgemm", "runtimes", "apps")  # what device/pyproject.toml builds from
 SAME_PACKAGE = {"opencv_python_headless": "cv2"}  # a wheel's .libs folder named after the distribution, not the module
-PIP_ITSELF = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "distutils-precedence.pth")
+PIP_ITSELF = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "distutils-precedence.pth", "bin"}  # bin: --target's scripts
 
 
 def tree_mb(path: Path) -> float:
@@ -32,7 +34,7 @@ def parts(site: Path) -> dict[str, float]:
     """MB per top-level entry of a site-packages folder (a package's .libs folder counted with it), pip's own left out."""
     sizes: dict[str, float] = {}
     for entry in site.iterdir():
-        if entry.name.split("-")[0] in PIP_ITSELF or entry.name.endswith(".dist-info") and entry.name.split("-")[0] in PIP_ITSELF:
+        if entry.name in PIP_ITSELF or entry.name.split("-")[0] in PIP_ITSELF:
             continue
         name = entry.name.removesuffix(".libs").split("-")[0].removesuffix(".py")
         name = SAME_PACKAGE.get(name, name)
@@ -40,15 +42,41 @@ def parts(site: Path) -> dict[str, float]:
     return sizes
 
 
-def install(extra: str, constraints: Path, where: Path, arch: str, compile_: bool) -> Path:
-    spec = f"{REPO / 'device'}[{extra}]"
+def device_wheel(folder: Path) -> Path:
+    """edgemm-device's wheel, built from a copy of the sources (no build folders left in the checkout)."""
+    tree = folder / "src"
+    for name in SOURCES:
+        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info", "checkpoints"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--wheel-dir", str(folder), str(tree / "device")], check=True)
+    return next(folder.glob("edgemm_device-*.whl"))
+
+
+def install(wheel: Path, extra: str, constraints: Path, where: Path, arch: str, compile_: bool) -> Path:
+    spec = f"edgemm-device[{extra}] @ {wheel.as_uri()}"
     common = ["install", "-q", "--disable-pip-version-check", "--no-warn-conflicts", "-c", str(constraints), *([] if compile_ else ["--no-compile"])]
     if arch == "x86_64":
         venv.create(where, with_pip=True)
         subprocess.run([str(where / "bin" / "python"), "-m", "pip", *common, spec], check=True)
         return next((where / "lib").glob("python3*/site-packages"))
-    subprocess.run([sys.executable, "-m", "pip", *common, "--target", str(where), *AARCH64, spec], check=True)
+    subprocess.run([sys.executable, "-m", "pip", *common, "--target", str(where), *PIP_AARCH64, spec], check=True)
     return where
+
+
+def measure(wheel: Path, extra: str, constraints: Path) -> list[str]:
+    """One table row: MB on x86-64 and aarch64 (as installed / --no-compile), the three biggest parts."""
+    row, biggest = [f"[{extra}]"], {}
+    for arch in ("x86_64", "aarch64"):
+        sizes = []
+        for compile_ in (True, False):
+            with tempfile.TemporaryDirectory() as tmp:
+                found = parts(install(wheel, extra, constraints, Path(tmp) / "site", arch, compile_))
+            sizes.append(sum(found.values()))
+            biggest[arch] = found
+        row.append(f"{sizes[0]:.1f} / {sizes[1]:.1f}")
+    top = sorted(biggest["x86_64"], key=lambda n: -biggest["x86_64"][n])[:3]
+    row.append(", ".join(f"{n} {biggest['x86_64'][n]:.1f} / {biggest['aarch64'].get(n, 0):.1f}" for n in top))
+    print(f"measured [{extra}]", file=sys.stderr)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,22 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extras", nargs="+", default=["litert", "onnx", "openvino", "litert,app"])
     parser.add_argument("--constraints", type=Path, default=REPO / "device" / "constraints.txt")
     args = parser.parse_args(argv)
-    rows = []
-    for extra in args.extras:
-        row, biggest = [f"[{extra}]"], {}
-        for arch in ("x86_64", "aarch64"):
-            sizes = []
-            for compile_ in (True, False):
-                with tempfile.TemporaryDirectory() as tmp:
-                    found = parts(install(extra, args.constraints, Path(tmp) / "site", arch, compile_))
-                sizes.append(sum(found.values()))
-                if not compile_:
-                    biggest[arch] = found
-            row.append(f"{sizes[0]:.1f} / {sizes[1]:.1f}")
-        top = sorted(biggest["x86_64"], key=lambda n: -biggest["x86_64"][n])[:3]
-        row.append(", ".join(f"{n} {biggest['x86_64'][n]:.1f} / {biggest['aarch64'].get(n, 0):.1f}" for n in top))
-        rows.append(row)
-        print(f"measured [{extra}]", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as build:
+        wheel = device_wheel(Path(build))
+        rows = [measure(wheel, extra, args.constraints) for extra in args.extras]
     print(f"device install with -c {args.constraints.relative_to(REPO) if args.constraints.is_relative_to(REPO) else args.constraints}: site-packages"
           " without pip/setuptools, as installed / --no-compile")  # fmt: skip
     print(format_table(["device install", "x86-64 MB", "aarch64 MB", "biggest parts (x86-64 / aarch64 MB, no .pyc)"], rows))

@@ -108,7 +108,8 @@ def _check_image(image: np.ndarray, name: str) -> np.ndarray:
 # fresh one above glibc's mmap threshold (128 KB) is mmapped, or grows the heap that glibc trims back after the call,
 # and in a process that calls predict() now and then the page faults of touching it cost more than the DFT
 # (preprocess_audio of 1 s alone: 515 -> 205 µs on this 2-core VM). Smaller arrays (the live front-end's few new
-# frames) come fresh from malloc's free lists, which is cheaper; larger ones than SCRATCH_BYTES are not kept.
+# frames) come fresh from malloc's free lists, which is cheaper; larger ones than SCRATCH_BYTES are not kept. A thread
+# holds at most 2 x SCRATCH_BYTES this way for as long as it lives.
 # (A kept float32 copy of a camera frame made OpenCV's resize path slower, not faster: measured, not used.)
 SCRATCH_MIN_BYTES, SCRATCH_BYTES = 128 << 10, 16 << 20
 _scratch = threading.local()
@@ -199,7 +200,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
         raise InputError(f"{name}: colour order must be RGB or BGR, got {color_order!r}")
     if spec.crop == "center":
         image = _center_square(image)
-    luma, (scale, shift) = _luma(color_order), _normalisation(spec)
+    luma, (scale, shift) = _luma(color_order), _normalisation(tuple(spec.mean), tuple(spec.std))
     if image.ndim == 3 and spec.channels == 1 and _opencv() is None:  # numpy: fewer channels to resize
         image = image[:, :, :3].astype(np.float32) @ luma
     x = resize(image[:, :, :3] if image.ndim == 3 else image, spec.height, spec.width)
@@ -214,16 +215,22 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
     return np.ascontiguousarray(x * scale - shift, np.float32)
 
 
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)  # shared by every caller and thread
+    return arrays
+
+
 @lru_cache(maxsize=2)
 def _luma(color_order: str) -> np.ndarray:
-    return np.asarray(_LUMA[color_order], np.float32)
+    return _read_only(np.asarray(_LUMA[color_order], np.float32))[0]
 
 
 @lru_cache(maxsize=8)
-def _normalisation(spec: ImageSpec) -> tuple[np.ndarray, np.ndarray]:
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(scale, shift) per channel, (C, 1, 1) float32: pixels 0..255 → (x / 255 - mean) / std."""
-    std = np.asarray(spec.std, np.float32).reshape(-1, 1, 1)
-    return np.float32(1 / 255) / std, np.asarray(spec.mean, np.float32).reshape(-1, 1, 1) / std
+    sd = np.asarray(std, np.float32).reshape(-1, 1, 1)
+    return _read_only(np.float32(1 / 255) / sd, np.asarray(mean, np.float32).reshape(-1, 1, 1) / sd)
 
 
 # ----------------------------------------------------------------------------- audio
@@ -328,7 +335,7 @@ class _MelPlan:
             padded = np.zeros(shape, np.float32)
         else:
             padded[:, self.win_length :] = 0
-        np.multiply(frames.reshape(-1, self.win_length), self.window, out=padded[:, : self.win_length])
+        np.multiply(frames, self.window, out=padded.reshape(*lead, self.n_fft)[..., : self.win_length])  # (no copy of the frames)
         if self.cv2 is not None:
             squares = self.cv2.dft(padded, scratch("mel-dft", shape), flags=self.cv2.DFT_ROWS)
             np.square(squares, out=squares)

@@ -18,9 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parents[1]
+DEVICE_CONSTRAINTS = REPO / "device" / "constraints.txt"  # the device install's pins
 SUITE = "bookworm"  # Python 3.11, like the host: the host's pip picks cp311 wheels for it
 GLIBC = 36  # bookworm's glibc 2.36: every manylinux_2_N tag up to it (without 2_35/2_36 pip falls back to old releases)
+PIP_AARCH64 = ("--only-binary=:all:", "--python-version=3.11", "--implementation=cp", "--abi=cp311",
+               *[f"--platform=manylinux_2_{n}_aarch64" for n in range(17, GLIBC + 1)], "--platform=manylinux2014_aarch64")  # fmt: skip
 DEVICE_PACKAGES = ("numpy", "onnxruntime", "ai-edge-litert", "openvino", "opencv-python-headless", "soundfile", "soxr")
 DEBIAN_PACKAGES = "python3,libc-bin,libstdc++6,libgomp1"  # what the wheels' native code links against
 
@@ -34,12 +39,13 @@ class DeviceUnavailable(Exception):
     """The emulated device cannot be set up here; the message says why in one line."""
 
 
-def _constraints() -> dict[str, str]:
+def read_pins(path: Path) -> dict[str, str]:
+    """{canonical package name: version} of a pip constraints file's `name==version` lines."""
     pins = {}
-    for line in (REPO / "device" / "constraints.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         name, sep, version = line.partition("==")
         if sep and not line.startswith("#"):
-            pins[name.strip().lower()] = version.strip()
+            pins[canonicalize_name(name.strip())] = version.strip()
     return pins
 
 
@@ -81,8 +87,8 @@ class Arm64Device:
             raise DeviceUnavailable("qemu-aarch64-static is not installed (Debian: apt-get install qemu-user-static; make test does it as root)")
         if shutil.which("mmdebstrap") is None:
             raise DeviceUnavailable("mmdebstrap is not installed (Debian: apt-get install mmdebstrap; make test does it as root)")
-        pins = _constraints()
-        wheels = [f"{name}=={pins[name]}" for name in DEVICE_PACKAGES]
+        pins = read_pins(DEVICE_CONSTRAINTS)
+        wheels = [f"{name}=={pins[canonicalize_name(name)]}" for name in DEVICE_PACKAGES]
         key = hashlib.sha256(" ".join([SUITE, DEBIAN_PACKAGES, *wheels]).encode()).hexdigest()[:12]
         cache = Path(cache or os.environ.get("EDGEMM_DEVICE_CACHE", Path.home() / ".cache" / "edgemm-device"))
         root = cache / f"arm64-{SUITE}-{key}"
@@ -93,10 +99,8 @@ class Arm64Device:
             shutil.rmtree(staging, ignore_errors=True)
             _run(["mmdebstrap", "--arch=arm64", "--variant=extract", "--skip=check/qemu", f"--include={DEBIAN_PACKAGES}",
                   SUITE, str(staging), _mirror()], "unpacking a Debian arm64 userland (mmdebstrap)")  # fmt: skip
-            platforms = [f"--platform=manylinux_2_{n}_aarch64" for n in range(17, GLIBC + 1)] + ["--platform=manylinux2014_aarch64"]
-            _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(staging / "opt" / "site"),
-                  "--only-binary=:all:", "--python-version=3.11", "--implementation=cp", "--abi=cp311", *platforms,
-                  "-c", str(REPO / "device" / "constraints.txt"), *wheels], "installing the aarch64 wheels (pip)")  # fmt: skip
+            _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(staging / "opt" / "site"), *PIP_AARCH64,
+                  "-c", str(DEVICE_CONSTRAINTS), *wheels], "installing the aarch64 wheels (pip)")  # fmt: skip
             (staging / "proc").mkdir(exist_ok=True)
             (staging / "ready").write_text(" ".join(wheels))
             staging.rename(root)

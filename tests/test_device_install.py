@@ -4,7 +4,6 @@ with `pip --target`, and its `edgemm` CLI runs on its own (neither the checkout 
 path, the export extra's packages hidden): info, predict, verify, bench and live work on a bundle; the toolkit's
 commands end in one line naming what to install."""
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
+from arm64 import DEVICE_CONSTRAINTS, read_pins
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("device", "edgemm", "runtimes", "apps", "export", "calibration")  # all of them: what must stay out is there to leave out
@@ -125,22 +127,13 @@ def media(tmp_path_factory) -> dict[str, Path]:
     return {"png": folder / "x.png", "wav": folder / "x.wav", "video": folder / "stream.avi"}
 
 
-def pins(path: Path) -> dict[str, str]:
-    found = {}
-    for line in path.read_text().splitlines():
-        name, sep, version = line.partition("==")
-        if sep and not line.startswith("#"):
-            found[re.sub(r"[-_.]+", "-", name).lower()] = version
-    return found
-
-
 def test_the_device_pins_are_the_toolkits_but_the_lighter_litert():
     """device/constraints.txt pins what the device extras need, at the toolkit's versions, except ai-edge-litert (2.1.1,
     without the accelerators a CPU interpreter never loads; the converter needs 2.3): one file cannot drift from the other."""
-    device, toolkit = pins(REPO / "device" / "constraints.txt"), pins(REPO / "constraints.txt")
+    device, toolkit = read_pins(DEVICE_CONSTRAINTS), read_pins(REPO / "constraints.txt")
     assert {name: version for name, version in device.items() if toolkit.get(name) != version} == {"ai-edge-litert": "2.1.1"}
-    extras = tomllib.loads((REPO / "device" / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    needed = {re.split(r"[<>=~!\[ ]", req)[0].lower() for reqs in extras.values() for req in reqs} | {"numpy"}
+    project = tomllib.loads((REPO / "device" / "pyproject.toml").read_text())["project"]
+    needed = {canonicalize_name(Requirement(r).name) for r in project["dependencies"] + sum(project["optional-dependencies"].values(), [])}
     assert needed <= set(device)
 
 

@@ -66,6 +66,11 @@ def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
         for out, want in zip(pool.map(lambda x: log_mel(x[None], spec), inputs), expected):
             np.testing.assert_array_equal(out, want)
     assert not np.shares_memory(log_mel(clip, spec), log_mel(clip, spec))
+    monkeypatch.setattr(preprocess, "_opencv", lambda: None)  # numpy's DFT: the frames buffer kept, the spectrum not
+    numpy_clip = log_mel(clip, spec)
+    np.testing.assert_allclose(numpy_clip, fresh, atol=1e-4)
+    np.testing.assert_allclose(log_mel(batch, spec), batched, atol=1e-4)
+    np.testing.assert_array_equal(log_mel(clip, spec), numpy_clip)
 
 
 def test_image_colour_grey_and_resize():

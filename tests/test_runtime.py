@@ -181,3 +181,15 @@ def test_unreadable_media(tmp_path):
         read_audio(wav)
     with pytest.raises(MediaReadError, match="no such"):
         read_audio(tmp_path / "missing.wav")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_softmax_rows(dtype):
+    from edgemm.runtimes.model import softmax
+
+    logits = np.array([[1.0, 2.0, 3.0], [-np.inf, 0.0, 0.0], [-60.0, 0.0, 60.0]], dtype)
+    probs = softmax(logits)
+    assert probs.dtype == np.float32 and np.isfinite(probs).all()
+    expected = np.exp(logits.astype(np.float64) - logits.astype(np.float64).max(1, keepdims=True))
+    np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), rtol=1e-3 if dtype == np.float16 else 1e-6, atol=1e-7)
+    assert logits[0, 0] == 1.0  # the input is left as it was
