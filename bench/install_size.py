@@ -8,7 +8,6 @@ tests/arm64.py installs the emulated device). Site-packages without pip and setu
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,9 +18,8 @@ from edgemm.tables import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from arm64 import PIP_AARCH64  # noqa: E402  (the emulated device's platform tags)
+from arm64 import PIP_AARCH64, build_device_wheel  # noqa: E402  (the emulated device's platform tags and wheel)
 
-SOURCES = ("device", "edgemm", "runtimes", "apps")  # what device/pyproject.toml builds from
 SAME_PACKAGE = {"opencv_python_headless": "cv2"}  # a wheel's .libs folder named after the distribution, not the module
 PIP_ITSELF = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "distutils-precedence.pth", "bin"}  # bin: --target's scripts
 
@@ -40,15 +38,6 @@ def parts(site: Path) -> dict[str, float]:
         name = SAME_PACKAGE.get(name, name)
         sizes[name] = sizes.get(name, 0.0) + tree_mb(entry)
     return sizes
-
-
-def device_wheel(folder: Path) -> Path:
-    """edgemm-device's wheel, built from a copy of the sources (no build folders left in the checkout)."""
-    tree = folder / "src"
-    for name in SOURCES:
-        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info", "checkpoints"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--wheel-dir", str(folder), str(tree / "device")], check=True)
-    return next(folder.glob("edgemm_device-*.whl"))
 
 
 def install(wheel: Path, extra: str, constraints: Path, where: Path, arch: str, compile_: bool) -> Path:
@@ -85,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--constraints", type=Path, default=REPO / "device" / "constraints.txt")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as build:
-        wheel = device_wheel(Path(build))
+        wheel = build_device_wheel(Path(build))
         rows = [measure(wheel, extra, args.constraints) for extra in args.extras]
     print(f"device install with -c {args.constraints.relative_to(REPO) if args.constraints.is_relative_to(REPO) else args.constraints}: site-packages"
           " without pip/setuptools, as installed / --no-compile")  # fmt: skip

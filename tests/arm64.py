@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_CONSTRAINTS = REPO / "device" / "constraints.txt"  # the device install's pins
+DEVICE_SOURCES = ("device", "edgemm", "runtimes", "apps", "export", "calibration")  # device/pyproject.toml's ../ sources and the rest
 SUITE = "bookworm"  # Python 3.11, like the host: the host's pip picks cp311 wheels for it
 GLIBC = 36  # bookworm's glibc 2.36: every manylinux_2_N tag up to it (without 2_35/2_36 pip falls back to old releases)
 PIP_AARCH64 = ("--only-binary=:all:", "--python-version=3.11", "--implementation=cp", "--abi=cp311",
@@ -37,6 +38,19 @@ CPUINFO = {  # QEMU_CPU → what /proc/cpuinfo shows on such a core (two of them
 
 class DeviceUnavailable(Exception):
     """The emulated device cannot be set up here; the message says why in one line."""
+
+
+def build_device_wheel(folder: Path) -> Path:
+    """edgemm-device's wheel, built in `folder` from a copy of every source folder (no build folders left in the
+    checkout, none read from it; what the wheel must leave out is there to leave out)."""
+    tree = folder / "src"
+    for name in DEVICE_SOURCES:
+        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
+                           "--wheel-dir", str(folder), str(tree / "device")], capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"building edgemm-device's wheel failed:\n{proc.stdout}{proc.stderr}")
+    return next(folder.glob("edgemm_device-*.whl"))
 
 
 def read_pins(path: Path) -> dict[str, str]:

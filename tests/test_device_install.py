@@ -4,7 +4,6 @@ with `pip --target`, and its `edgemm` CLI runs on its own (neither the checkout 
 path, the export extra's packages hidden): info, predict, verify, bench and live work on a bundle; the toolkit's
 commands end in one line naming what to install."""
 import json
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
-from arm64 import DEVICE_CONSTRAINTS, read_pins
+from arm64 import DEVICE_CONSTRAINTS, build_device_wheel, read_pins
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("device", "edgemm", "runtimes", "apps", "export", "calibration")  # all of them: what must stay out is there to leave out
 # import names of the export extra (and the data extra's tqdm), hidden from the device CLI: none of them is a device dependency
 HIDDEN = ("torch", "onnx", "onnxscript", "safetensors", "nncf", "litert_torch", "ai_edge_quantizer", "matplotlib", "yaml", "tqdm", "rich")
 LABELS = ("zero", "one", "two", "three")
@@ -35,13 +33,7 @@ def pip(*args) -> None:
 
 @pytest.fixture(scope="module")
 def device_wheel(tmp_path_factory) -> Path:
-    tree = tmp_path_factory.mktemp("device-src")  # a copy: no build folders left in the checkout, none read from it
-    for name in SOURCES:
-        shutil.copytree(REPO / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "build", "dist", "*.egg-info"))
-    dist = tmp_path_factory.mktemp("device-dist")
-    pip("wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", dist, tree / "device")
-    (wheel,) = dist.glob("edgemm_device-*.whl")
-    return wheel
+    return build_device_wheel(tmp_path_factory.mktemp("device-dist"))
 
 
 @pytest.fixture(scope="module")
