@@ -45,7 +45,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edgemm.train import TrainConfig, tiny_config, train
 
     config = tiny_config() if args.tiny else TrainConfig()
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "threads", "limit") if getattr(args, k) is not None}
+    flags = ("epochs", "batch_size", "lr", "image_augment", "seed", "threads", "device", "limit")
+    overrides = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
     config = replace(config, **overrides)
     ckpt = train(config, progress=not args.quiet)
     path = save_checkpoint(args.output, ckpt)
@@ -64,16 +65,18 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from edgemm.runtimes.manifest import sha256_file
 
     config = read_recipe(DistillConfig, args.recipe) if args.recipe else DistillConfig()
-    flags = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "temperature", "seed", "threads", "limit", "patience") if getattr(args, k) is not None}
-    config = replace(config, **flags)
+    flags = ("epochs", "batch_size", "lr", "temperature", "seed", "threads", "device", "limit", "patience")
+    config = replace(config, **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     if args.val and not args.data:
         raise UsageError("--val is for --data (validation samples of your data set)")
-    if ".py:" in args.teacher:
+    if any(".py:" in teacher for teacher in args.teacher):
+        if len(args.teacher) > 1:
+            raise UsageError("several --teacher are for built-in checkpoints (an ensemble); a FILE.py:FUNCTION teacher comes alone")
         if not args.spec or not args.data:
             raise UsageError("a --teacher FILE.py:FUNCTION needs --spec (its contract) and --data (samples to distil on)")
         from edgemm.user_model import user_source
 
-        source = user_source(*_user_model(args.teacher, args.weights, args.spec))
+        source = user_source(*_user_model(args.teacher[0], args.weights, args.spec))
         data = _distill_data(args, source.contract)
         student = distill(source, data, config, sha256_file(Path(args.weights)) if args.weights else "", progress=not args.quiet)
     else:
@@ -83,7 +86,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         if args.data:
             from edgemm.checkpoint import load_checkpoint
 
-            data = _distill_data(args, load_checkpoint(args.teacher).contract)
+            data = _distill_data(args, load_checkpoint(args.teacher[0]).contract)
         student = distill_checkpoint(args.teacher, config, data, progress=not args.quiet)
     path = save_checkpoint(args.output, student)
     recipe = write_recipe(config, path.with_suffix(".recipe.yaml"))
@@ -418,14 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--image-augment", type=float, help="fraction of training images moved by a small random affine (default 0)")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--device", help="torch device to train on (default cpu; cuda where there is one)")
     p.add_argument("--limit", type=int, help="use only the first N training samples")
     p.add_argument("--tiny", action="store_true", help="a seconds-long configuration (small data and model) for smoke tests")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("distill", help="distil a teacher (a checkpoint or your own model) into a small student (KD + embedding alignment)")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint, or your own model as FILE.py:FUNCTION (with --spec, --weights, --data)")
+    p.add_argument("--teacher", required=True, action="append", help="teacher checkpoint, or your own model as FILE.py:FUNCTION (with --spec, "
+                   "--weights, --data); repeat it to teach from several checkpoints' mean answer (an ensemble)")  # fmt: skip
     p.add_argument("--spec", help="a FILE.py:FUNCTION teacher's contract (model.yaml)")
     p.add_argument("--weights", help="a FILE.py:FUNCTION teacher's weights (safetensors or a state_dict file)")
     p.add_argument("--data", help="samples to distil on (labels optional): a folder of [<label>/]<name>.png+.wav pairs, a .csv list or a "
@@ -441,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="early stopping after N epochs without a better val accuracy")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
+    p.add_argument("--device", help="torch device to train on (default cpu; cuda where there is one)")
     p.add_argument("--limit", type=int, help="use only the first N training samples")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_distill)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from edgemm.checkpoint import Checkpoint, load_checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
+from edgemm.ensemble import ensemble_source
 from edgemm.export.source import ExportSource, torch_infer
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import RecipeError, to_plain
@@ -40,7 +40,15 @@ from edgemm.runtimes.manifest import sha256_file
 from edgemm.runtimes.paths import cache_root
 from edgemm.runtimes.reference import Infer, ReferenceSet, fill_absent
 from edgemm.runtimes.verification import accuracy_by_mode, agreement_by_mode, run_model
-from edgemm.train import Tensors, augment_features, presence, to_tensors
+from edgemm.train import (
+    Tensors,
+    augment_features,
+    jitter_images,
+    presence,
+    to_device,
+    to_tensors,
+    training_device,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class DistillConfig:
     val_fraction: float = 0.1  # held out of the training data when no validation data is given
     seed: int = 0
     threads: int | None = None
+    device: str = "cpu"  # torch device of the student, the teacher and the batches ("cuda" where there is one)
     limit: int | None = None
     student: StudentConfig = field(default_factory=StudentConfig)
 
@@ -89,12 +98,17 @@ def builtin_data(teacher: Checkpoint) -> DistillData:
     return DistillData(train, val, teacher.record.get("data", {}))
 
 
-def distill_checkpoint(path: str | Path, config: DistillConfig, data: DistillData | None = None, progress: bool = True) -> Checkpoint:
-    """Distil a checkpoint's model (the built-in teacher), on `data` or the built-in data set it was trained on."""
+def distill_checkpoint(paths: str | Path | list[str | Path], config: DistillConfig, data: DistillData | None = None, progress: bool = True) -> Checkpoint:
+    """Distil a checkpoint's model (the built-in teacher), or several checkpoints' as one ensemble (`TeacherEnsemble`),
+    on `data` or the built-in data set they were trained on."""
     from edgemm.sources import source_from_checkpoint
 
-    teacher = load_checkpoint(path)
-    return distill(source_from_checkpoint(teacher, Path(path)), data or builtin_data(teacher), config, sha256_file(Path(path)), progress)
+    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+    if len(paths) > 1:
+        source, first = ensemble_source(paths)
+        return distill(source, data or builtin_data(first), config, "", progress)
+    teacher = load_checkpoint(paths[0])
+    return distill(source_from_checkpoint(teacher, paths[0]), data or builtin_data(teacher), config, sha256_file(paths[0]), progress)
 
 
 def samples_data(train: Any, val: Any | None, record: dict[str, Any]) -> DistillData:
@@ -107,7 +121,7 @@ def digest(teacher: nn.Module, data: Tensors, contract: ModelContract) -> str:
     fill fed) and the samples."""
     h = hashlib.sha256(json.dumps([type(teacher).__qualname__, contract.to_dict()], sort_keys=True, default=str).encode())
     for tensor in [*teacher.state_dict().values(), data.image, data.audio]:
-        h.update(tensor.detach().contiguous().numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -142,18 +156,6 @@ def online_targets(infer: Infer, image: torch.Tensor, audio: torch.Tensor, prese
     keep = present.numpy()
     outputs = infer(fill_absent(image.numpy(), keep[:, 0], fill), fill_absent(audio.numpy(), keep[:, 1], fill), keep)
     return {k: torch.from_numpy(v) for k, v in outputs.items()}
-
-
-def jitter_images(image: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
-    """A `fraction` of a batch of images (B, C, H, W) rotated by up to ±10°, scaled by 0.9–1.1 and shifted by up to
-    a tenth of their size (bilinear, borders repeat the edge); the other rows unchanged."""
-    chosen = torch.rand(len(image), generator=generator) < fraction
-    u = (torch.rand(len(image), 4, generator=generator) * 2 - 1) * chosen[:, None]  # in [-1, 1]; 0: identity
-    angle, scale = u[:, 0] * math.radians(10), 1 + 0.1 * u[:, 1]
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, 0.2 * u[:, 2]], 1), torch.stack([sin, cos, 0.2 * u[:, 3]], 1)], 1)
-    moved = F.grid_sample(image, F.affine_grid(theta, list(image.shape), align_corners=False), padding_mode="border", align_corners=False)
-    return torch.where(chosen[:, None, None, None], moved, image)
 
 
 class Repairing:
@@ -216,6 +218,7 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     contract = teacher.contract
     if config.epochs < 1:
         raise RecipeError(f"epochs: {config.epochs}; distillation needs at least one")
+    training_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -223,7 +226,7 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     train, val = _split_val(data, config.val_fraction, generator)
     if config.limit:
         train = Tensors(train.image[: config.limit], train.audio[: config.limit], train.labels[: config.limit])
-    teacher.model.eval()
+    teacher.model.to(config.device).eval()
     first, rows = next(iter(contract.patterns)), torch.tensor(list(contract.patterns.values()))
     teacher_infer = torch_infer(teacher.model, contract)
     spectrogram = train.audio.dim() == 4  # VTLP/SpecAugment apply to a log-mel, not a waveform
@@ -237,10 +240,10 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     t_logits, t_embed = targets.get("logits"), targets.get("embedding")
 
     student_cfg = student_config(contract, config.student, None if t_embed is None else t_embed.shape[-1])
-    student = build_model(student_cfg.to_dict())
+    student = build_model(student_cfg.to_dict()).to(config.device)
     student_contract = Checkpoint(student, student_cfg.to_dict(), contract.image, contract.audio, list(contract.labels)).contract
     same_space = t_embed is not None and not student_cfg.num_classes  # the student's embedding is its output: the teacher's own space
-    projection = nn.Identity() if t_embed is None or same_space else nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])
+    projection = (nn.Identity() if t_embed is None or same_space else nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])).to(config.device)
     optimizer = torch.optim.AdamW([*student.parameters(), *projection.parameters()], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train.labels) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
@@ -269,6 +272,8 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
             else:
                 pattern = (present[:, None, :] == rows[None]).all(-1).float().argmax(1)  # its teacher outputs' row
                 batch_targets = {k: v[pattern, idx] for k, v in targets.items()}
+            batch_targets = dict(zip(batch_targets, to_device(config.device, *batch_targets.values())))
+            image, audio, present, y = to_device(config.device, image, audio, present, y)
             logits, emb, aux_img, aux_aud = student.forward_train(image, audio, present)
             known = y >= 0
             terms = {}
@@ -305,11 +310,14 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
                 break
     bar.close()
     student.load_state_dict(best_state)
+    student.cpu()
+    teacher.model.cpu()
     record = {
         "data": data.record,
         "distillation": {
             "recipe": to_plain(config),
-            "teacher": {"sha256": teacher_sha, "name": teacher.info.get("name"), "parameters": count_parameters(teacher.model), "val": teacher_val},
+            "teacher": {"sha256": teacher_sha, "name": teacher.info.get("name"), "parameters": count_parameters(teacher.model), "val": teacher_val,
+                        **({"members": teacher.info["members"]} if "members" in teacher.info else {})},  # fmt: skip
             "val_metric": metric,
             "history": history,
             "best_val_fused": round(best, 4),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
@@ -14,8 +15,10 @@ from tqdm import tqdm
 from edgemm.checkpoint import Checkpoint
 from edgemm.data.avdigits import LABELS, AVDigitsConfig, Split, load_split
 from edgemm.data.features import fit_audio_norm, split_tensors
+from edgemm.export.source import module_device
 from edgemm.models import build_model, count_parameters
 from edgemm.models.teacher import TeacherConfig
+from edgemm.recipes import RecipeError
 from edgemm.runtimes.contract import ModelContract
 from edgemm.runtimes.modalities import MODALITY_PATTERNS
 from edgemm.runtimes.preprocess import AudioSpec, ImageSpec
@@ -31,12 +34,14 @@ class TrainConfig:
     weight_decay: float = 0.05
     modality_dropout: float = 0.2  # probability of dropping each modality (never both)
     aux_weight: float = 0.5  # weight of the image-only and audio-only auxiliary losses
+    image_augment: float = 0.0  # fraction of training images moved by a small random affine (jitter_images)
     feature_augment: float = 0.5  # fraction of training clips whose log-mel gets VTLP and SpecAugment
     vtlp: float = 0.08  # vocal-tract-length perturbation: mel axis warped by a factor in 1 ± vtlp
     freq_masks: int = 1  # SpecAugment: masks of up to 5 mel bands and of up to 10 frames
     time_masks: int = 1
     seed: int = 0
     threads: int | None = None
+    device: str = "cpu"  # torch device of the model and the batches ("cuda" where there is one)
     limit: int | None = None  # use only the first N training samples (tiny runs, tests)
     model: dict = field(default_factory=lambda: TeacherConfig().to_dict())
     data: AVDigitsConfig = AVDigitsConfig()
@@ -63,11 +68,12 @@ def to_tensors(split: Split, image_spec: ImageSpec, audio_spec: AudioSpec) -> Te
 def predict_logits(model: torch.nn.Module, data: Tensors, mode: str = "fused", batch: int = 256) -> torch.Tensor:
     """Logits of `model` on all of `data` with one modality pattern (fused, image-only, audio-only)."""
     model.eval()
+    device = module_device(model)
     outs = []
     for s in range(0, len(data.labels), batch):
-        img, aud = data.image[s : s + batch], data.audio[s : s + batch]
-        present = torch.tensor(MODALITY_PATTERNS[mode]).expand(len(img), 2)
-        outs.append(model(img, aud, present)[0])
+        img, aud = data.image[s : s + batch].to(device), data.audio[s : s + batch].to(device)
+        present = torch.tensor(MODALITY_PATTERNS[mode], device=device).expand(len(img), 2)
+        outs.append(model(img, aud, present)[0].cpu())
     return torch.cat(outs) if outs else torch.zeros(0, 10)
 
 
@@ -124,9 +130,41 @@ def augment_features(audio: torch.Tensor, config: FeatureAugmentSettings, genera
     return out
 
 
+def jitter_images(image: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A `fraction` of a batch of images (B, C, H, W) rotated by up to ±10°, scaled by 0.9–1.1 and shifted by up to
+    a tenth of their size (bilinear, borders repeat the edge); the other rows unchanged."""
+    chosen = torch.rand(len(image), generator=generator) < fraction
+    u = (torch.rand(len(image), 4, generator=generator) * 2 - 1) * chosen[:, None]  # in [-1, 1]; 0: identity
+    angle, scale = u[:, 0] * math.radians(10), 1 + 0.1 * u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, 0.2 * u[:, 2]], 1), torch.stack([sin, cos, 0.2 * u[:, 3]], 1)], 1)
+    moved = F.grid_sample(image, F.affine_grid(theta, list(image.shape), align_corners=False), padding_mode="border", align_corners=False)
+    return torch.where(chosen[:, None, None, None], moved, image)
+
+
+def training_device(name: str) -> torch.device:
+    """The torch device a run asked for, refused with a `RecipeError` when it is not a device name or this torch
+    cannot use it here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise RecipeError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, …)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"device: {name!r}, but this torch ({torch.__version__}) sees no CUDA GPU here")
+    if device.type not in ("cpu", "cuda"):
+        raise RecipeError(f"device: {name!r}; training runs on cpu or cuda")
+    return device
+
+
+def to_device(device: torch.device | str, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Batches made (and augmented) on the CPU, moved to where the model is."""
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
+
+
 def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
     """Train a model per `config`; returns the best-on-validation checkpoint (not yet saved)."""
     started = time.perf_counter()
+    training_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -140,7 +178,7 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
     train_data = to_tensors(train_split, image_spec, audio_spec)
     val_data = to_tensors(load_split("val", config.data), image_spec, audio_spec)
 
-    model = build_model(model_config)
+    model = build_model(model_config).to(config.device)
     steps = config.epochs * -(-len(train_data.labels) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(steps, 1), pct_start=0.15)
@@ -153,8 +191,9 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
             idx = order[s : s + config.batch_size]
             present = random_presence(len(idx), config.modality_dropout, generator)
             audio = augment_features(train_data.audio[idx], config, generator)
-            logits, _, aux_img, aux_aud = model.forward_train(train_data.image[idx], audio, present)
-            y = train_data.labels[idx]
+            image = jitter_images(train_data.image[idx], config.image_augment, generator) if config.image_augment > 0 else train_data.image[idx]
+            image, audio, present, y = to_device(config.device, image, audio, present, train_data.labels[idx])
+            logits, _, aux_img, aux_aud = model.forward_train(image, audio, present)
             loss = F.cross_entropy(logits, y) + config.aux_weight * (F.cross_entropy(aux_img, y) + F.cross_entropy(aux_aud, y))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,6 +208,7 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
             best, best_state = val["fused"], copy.deepcopy(model.state_dict())
     bar.close()
     model.load_state_dict(best_state)
+    model.cpu()
     record = {
         "data": {"name": "av-digits", **asdict(config.data)},
         "training": {

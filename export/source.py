@@ -64,6 +64,11 @@ class ExportSource:
         return {name: torch.ones(shape) if name == mask else torch.randn(*shape, generator=gen) for name, shape in self.contract.input_shapes(batch).items()}
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's weights are (the CPU for one without any)."""
+    return next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+
+
 def canonical_outputs(module: ContractModule, contract: ModelContract, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
     """A contract module's canonical outputs (`logits`, `embedding`) on canonical torch batches: the absent modality
     filled, then named, laid out and masked by `contract.feeds` as for every backend; gradients reach the weights."""
@@ -72,7 +77,8 @@ def canonical_outputs(module: ContractModule, contract: ModelContract, image: to
         return torch.where(present[:, k].reshape((-1,) + (1,) * (x.dim() - 1)) > 0, x, torch.full_like(x, contract.fill)).numpy()
 
     feeds = contract.feeds(filled(image, 0), filled(audio, 1), present.numpy())
-    return contract.outputs(dict(zip(contract.output_names, module(*(torch.from_numpy(feeds[n]) for n in contract.input_names)))))
+    device = module_device(module)
+    return contract.outputs(dict(zip(contract.output_names, module(*(torch.from_numpy(feeds[n]).to(device) for n in contract.input_names)))))
 
 
 def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:
@@ -83,6 +89,6 @@ def torch_infer(model: nn.Module, contract: ModelContract) -> Infer:
     @torch.no_grad()
     def infer(image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
         outputs = canonical_outputs(module, contract, *(torch.from_numpy(x) for x in (image, audio, present)))
-        return {k: v.numpy() for k, v in outputs.items()}
+        return {k: v.cpu().numpy() for k, v in outputs.items()}
 
     return infer
