@@ -63,12 +63,14 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from edgemm.distill import DistillConfig, distill, distill_checkpoint
     from edgemm.recipes import read_recipe, write_recipe
     from edgemm.runtimes.manifest import sha256_file
+    from edgemm.train import training_device
 
     config = read_recipe(DistillConfig, args.recipe) if args.recipe else DistillConfig()
     flags = ("epochs", "batch_size", "lr", "temperature", "seed", "threads", "device", "limit", "patience")
     config = replace(config, **{k: getattr(args, k) for k in flags if getattr(args, k) is not None})
     if args.val and not args.data:
         raise UsageError("--val is for --data (validation samples of your data set)")
+    training_device(config.device)  # refused before a model or data set is read
     if any(".py:" in teacher for teacher in args.teacher):
         if len(args.teacher) > 1:
             raise UsageError("several --teacher are for built-in checkpoints (an ensemble); a FILE.py:FUNCTION teacher comes alone")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from edgemm.checkpoint import Checkpoint, load_checkpoint
 from edgemm.data.avdigits import config_from_record, load_split
 from edgemm.ensemble import ensemble_source
-from edgemm.export.source import ExportSource, torch_infer
+from edgemm.export.source import ExportSource, module_device, torch_infer
 from edgemm.models import StudentConfig, build_model, count_parameters
 from edgemm.recipes import RecipeError, to_plain
 from edgemm.runtimes.contract import ModelContract
@@ -103,7 +103,8 @@ def distill_checkpoint(paths: str | Path | list[str | Path], config: DistillConf
     on `data` or the built-in data set they were trained on."""
     from edgemm.sources import source_from_checkpoint
 
-    paths = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+    training_device(config.device)  # before any checkpoint or data set is read
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     if len(paths) > 1:
         source, first = ensemble_source(paths)
         return distill(source, data or builtin_data(first), config, "", progress)
@@ -117,9 +118,10 @@ def samples_data(train: Any, val: Any | None, record: dict[str, Any]) -> Distill
 
 
 def digest(teacher: nn.Module, data: Tensors, contract: ModelContract) -> str:
-    """What the teacher's outputs depend on: its class and weights, its contract (the outputs read, the patterns and
-    fill fed) and the samples."""
-    h = hashlib.sha256(json.dumps([type(teacher).__qualname__, contract.to_dict()], sort_keys=True, default=str).encode())
+    """What the teacher's outputs depend on: its class and weights, the kind of device it runs on, its contract (the
+    outputs read, the patterns and fill fed) and the samples."""
+    key = [type(teacher).__qualname__, module_device(teacher).type, contract.to_dict()]
+    h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     for tensor in [*teacher.state_dict().values(), data.image, data.audio]:
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -213,12 +215,20 @@ def _split_val(data: DistillData, fraction: float, generator: torch.Generator) -
 
 
 def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, teacher_sha: str = "", progress: bool = True) -> Checkpoint:
-    """Distil `teacher` into a student sized from its contract, on `data`; returns the best-on-validation student."""
+    """Distil `teacher` into a student sized from its contract, on `data`; returns the best-on-validation student.
+    The teacher runs on `config.device` meanwhile and is back on the CPU afterwards, also when the run fails."""
+    try:
+        return _distill(teacher, data, config, teacher_sha, progress)
+    finally:
+        teacher.model.cpu()
+
+
+def _distill(teacher: ExportSource, data: DistillData, config: DistillConfig, teacher_sha: str, progress: bool) -> Checkpoint:
     started = time.perf_counter()
     contract = teacher.contract
     if config.epochs < 1:
         raise RecipeError(f"epochs: {config.epochs}; distillation needs at least one")
-    training_device(config.device)
+    device = training_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -226,7 +236,7 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     train, val = _split_val(data, config.val_fraction, generator)
     if config.limit:
         train = Tensors(train.image[: config.limit], train.audio[: config.limit], train.labels[: config.limit])
-    teacher.model.to(config.device).eval()
+    teacher.model.to(device).eval()
     first, rows = next(iter(contract.patterns)), torch.tensor(list(contract.patterns.values()))
     teacher_infer = torch_infer(teacher.model, contract)
     spectrogram = train.audio.dim() == 4  # VTLP/SpecAugment apply to a log-mel, not a waveform
@@ -240,10 +250,10 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     t_logits, t_embed = targets.get("logits"), targets.get("embedding")
 
     student_cfg = student_config(contract, config.student, None if t_embed is None else t_embed.shape[-1])
-    student = build_model(student_cfg.to_dict()).to(config.device)
+    student = build_model(student_cfg.to_dict()).to(device)
     student_contract = Checkpoint(student, student_cfg.to_dict(), contract.image, contract.audio, list(contract.labels)).contract
     same_space = t_embed is not None and not student_cfg.num_classes  # the student's embedding is its output: the teacher's own space
-    projection = (nn.Identity() if t_embed is None or same_space else nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])).to(config.device)
+    projection = (nn.Identity() if t_embed is None or same_space else nn.Linear(student_cfg.embedding_dim, t_embed.shape[-1])).to(device)
     optimizer = torch.optim.AdamW([*student.parameters(), *projection.parameters()], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train.labels) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
@@ -272,8 +282,8 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
             else:
                 pattern = (present[:, None, :] == rows[None]).all(-1).float().argmax(1)  # its teacher outputs' row
                 batch_targets = {k: v[pattern, idx] for k, v in targets.items()}
-            batch_targets = dict(zip(batch_targets, to_device(config.device, *batch_targets.values())))
-            image, audio, present, y = to_device(config.device, image, audio, present, y)
+            batch_targets = dict(zip(batch_targets, to_device(device, *batch_targets.values())))
+            image, audio, present, y = to_device(device, image, audio, present, y)
             logits, emb, aux_img, aux_aud = student.forward_train(image, audio, present)
             known = y >= 0
             terms = {}
@@ -311,13 +321,12 @@ def distill(teacher: ExportSource, data: DistillData, config: DistillConfig, tea
     bar.close()
     student.load_state_dict(best_state)
     student.cpu()
-    teacher.model.cpu()
     record = {
         "data": data.record,
         "distillation": {
             "recipe": to_plain(config),
-            "teacher": {"sha256": teacher_sha, "name": teacher.info.get("name"), "parameters": count_parameters(teacher.model), "val": teacher_val,
-                        **({"members": teacher.info["members"]} if "members" in teacher.info else {})},  # fmt: skip
+            "teacher": {"sha256": teacher_sha, "name": teacher.info.get("name"), "parameters": count_parameters(teacher.model),
+                        "val": teacher_val, **({"members": teacher.info["members"]} if "members" in teacher.info else {})},
             "val_metric": metric,
             "history": history,
             "best_val_fused": round(best, 4),

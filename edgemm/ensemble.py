@@ -17,7 +17,8 @@ from edgemm.runtimes.manifest import sha256_file
 
 class TeacherEnsemble(nn.Module):
     """Teachers that share one contract, answering together: class scores are the log of their mean class
-    probabilities (a softmax of them gives that mean), embeddings are concatenated."""
+    probabilities (a softmax of them gives that mean; distillation then softens them by its temperature as it does
+    any teacher's scores), embeddings are concatenated."""
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
@@ -34,6 +35,11 @@ def ensemble_source(paths: list[Path]) -> tuple[ExportSource, Checkpoint]:
     A checkpoint with another input, preprocessing, labels or data set than the first is refused by name."""
     checkpoints = [load_checkpoint(path) for path in paths]
     first = checkpoints[0]
+    for path, ckpt in zip(paths, checkpoints):
+        c = ckpt.contract
+        if c.missing != "presence-mask" or c.logits_output is None or c.embedding_output is None:
+            raise CheckpointError(f"{path}: an ensemble's teachers take image, audio and a presence mask and give class scores and an "
+                                  "embedding (the built-in teacher's form); this checkpoint does not")  # fmt: skip
     for path, ckpt in zip(paths[1:], checkpoints[1:]):
         if replace(ckpt.contract, embedding_dim=None) != replace(first.contract, embedding_dim=None) or ckpt.record.get("data") != first.record.get("data"):
             raise CheckpointError(f"{path}: not a teacher like {paths[0]} (its inputs, preprocessing, labels or data set differ); "

@@ -146,13 +146,17 @@ def training_device(name: str) -> torch.device:
     """The torch device a run asked for, refused with a `RecipeError` when it is not a device name or this torch
     cannot use it here."""
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise RecipeError(f"device: {name!r} is not a torch device (cpu, cuda, cuda:1, …)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RecipeError(f"device: {name!r}, but this torch ({torch.__version__}) sees no CUDA GPU here")
+        device = torch.device(name) if isinstance(name, str) else None
+    except RuntimeError:
+        device = None
+    if device is None:
+        raise RecipeError(f"device: {name!r} is not a torch device name (cpu, cuda, cuda:1, …)")
     if device.type not in ("cpu", "cuda"):
         raise RecipeError(f"device: {name!r}; training runs on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"device: {name!r}, but this torch ({torch.__version__}) sees no CUDA GPU here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise RecipeError(f"device: {name!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
 
@@ -164,7 +168,7 @@ def to_device(device: torch.device | str, *tensors: torch.Tensor) -> tuple[torch
 def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
     """Train a model per `config`; returns the best-on-validation checkpoint (not yet saved)."""
     started = time.perf_counter()
-    training_device(config.device)
+    device = training_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -178,7 +182,7 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
     train_data = to_tensors(train_split, image_spec, audio_spec)
     val_data = to_tensors(load_split("val", config.data), image_spec, audio_spec)
 
-    model = build_model(model_config).to(config.device)
+    model = build_model(model_config).to(device)
     steps = config.epochs * -(-len(train_data.labels) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=max(steps, 1), pct_start=0.15)
@@ -192,7 +196,7 @@ def train(config: TrainConfig, progress: bool = True) -> Checkpoint:
             present = random_presence(len(idx), config.modality_dropout, generator)
             audio = augment_features(train_data.audio[idx], config, generator)
             image = jitter_images(train_data.image[idx], config.image_augment, generator) if config.image_augment > 0 else train_data.image[idx]
-            image, audio, present, y = to_device(config.device, image, audio, present, train_data.labels[idx])
+            image, audio, present, y = to_device(device, image, audio, present, train_data.labels[idx])
             logits, _, aux_img, aux_aud = model.forward_train(image, audio, present)
             loss = F.cross_entropy(logits, y) + config.aux_weight * (F.cross_entropy(aux_img, y) + F.cross_entropy(aux_aud, y))
             optimizer.zero_grad(set_to_none=True)

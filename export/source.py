@@ -1,6 +1,7 @@
 """What an export starts from: a torch model with its contract, and the fixed calling form exporters trace."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ class ExportSource:
 
 def module_device(module: nn.Module) -> torch.device:
     """Where a module's weights are (the CPU for one without any)."""
-    return next((t.device for t in (*module.parameters(), *module.buffers())), torch.device("cpu"))
+    return next((t.device for t in itertools.chain(module.parameters(), module.buffers())), torch.device("cpu"))
 
 
 def canonical_outputs(module: ContractModule, contract: ModelContract, image: torch.Tensor, audio: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -62,13 +62,22 @@ def test_ensemble_refuses_an_unlike_teacher(tiny_checkpoint, jitter_teacher, tmp
     other.with_suffix(".json").write_text(json.dumps(meta))
     proc = edgemm("distill", "--teacher", tiny_checkpoint, "--teacher", other, "-o", tmp_path / "s.safetensors")
     assert proc.returncode == 2 and f"{other}: not a teacher like {tiny_checkpoint}" in proc.stderr and "Traceback" not in proc.stderr
+    meta = json.loads(jitter_teacher.with_suffix(".json").read_text())
+    meta["data"]["seed"] = 7  # trained on another draw of the data set
+    other.with_suffix(".json").write_text(json.dumps(meta))
+    proc = edgemm("distill", "--teacher", tiny_checkpoint, "--teacher", other, "-o", tmp_path / "s.safetensors")
+    assert proc.returncode == 2 and f"{other}: not a teacher like {tiny_checkpoint}" in proc.stderr
     proc = edgemm("distill", "--teacher", "model.py:build", "--teacher", tiny_checkpoint, "-o", tmp_path / "s.safetensors")
     assert proc.returncode == 2 and "comes alone" in proc.stderr
 
 
 def test_training_device_refused_by_name(tiny_checkpoint, tmp_path):
     proc = edgemm("distill", "--teacher", tiny_checkpoint, "--device", "gpu0", "-o", tmp_path / "s.safetensors")
-    assert proc.returncode == 2 and "'gpu0' is not a torch device" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "'gpu0' is not a torch device name" in proc.stderr and "Traceback" not in proc.stderr
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("device: null\n")
+    proc = edgemm("distill", "--teacher", tiny_checkpoint, "--recipe", recipe, "-o", tmp_path / "s.safetensors")
+    assert proc.returncode == 2 and "None is not a torch device name" in proc.stderr and "Traceback" not in proc.stderr
     if not torch.cuda.is_available():
         proc = edgemm("train", "--tiny", "--device", "cuda", "-o", tmp_path / "t.safetensors")
         assert proc.returncode == 2 and "sees no CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
@@ -82,3 +91,20 @@ def test_jitter_moves_only_the_chosen_images():
     changed = (moved != image).flatten(1).any(1)
     assert 16 < int(changed.sum()) < 48  # about half the rows
     assert moved.min() >= image.min() and moved.max() <= image.max()  # bilinear, borders repeated: no new values
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (this torch sees none)")
+def test_train_and_distil_on_cuda(tiny_checkpoint):
+    """On a GPU: a teacher trained and a student distilled there, with online and with cached teacher answers, come
+    back on the CPU and answer."""
+    from edgemm.distill import DistillConfig, distill_checkpoint
+    from edgemm.models import StudentConfig
+
+    teacher = train(tiny_config(epochs=2, device="cuda"), progress=False)
+    assert all(p.device.type == "cpu" for p in teacher.model.parameters())
+    small = StudentConfig(widths=(8, 16), dim=16, hidden=32, embedding_dim=16)
+    for cached in (False, True):
+        plain = {"repair": 0.0, "image_augment": 0.0, "feature_augment": 0.0} if cached else {}
+        student = distill_checkpoint(tiny_checkpoint, DistillConfig(epochs=2, batch_size=16, device="cuda", student=small, **plain), progress=False)
+        assert all(p.device.type == "cpu" for p in student.model.parameters())
+        assert len(student.record["distillation"]["history"]) == 2
