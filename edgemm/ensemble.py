@@ -40,12 +40,11 @@ def ensemble_source(paths: list[Path]) -> tuple[ExportSource, Checkpoint]:
         if c.missing != "presence-mask" or c.logits_output is None or c.embedding_output is None:
             raise CheckpointError(f"{path}: an ensemble's teachers take image, audio and a presence mask and give class scores and an "
                                   "embedding (the built-in teacher's form); this checkpoint does not")  # fmt: skip
-    for path, ckpt in zip(paths[1:], checkpoints[1:]):
-        if replace(ckpt.contract, embedding_dim=None) != replace(first.contract, embedding_dim=None) or ckpt.record.get("data") != first.record.get("data"):
+        if replace(c, embedding_dim=None) != replace(first.contract, embedding_dim=None) or ckpt.record.get("data") != first.record.get("data"):
             raise CheckpointError(f"{path}: not a teacher like {paths[0]} (its inputs, preprocessing, labels or data set differ); "
                                   "an ensemble's teachers must share them")  # fmt: skip
     model = TeacherEnsemble([ckpt.model.eval() for ckpt in checkpoints]).eval()
     contract = replace(first.contract, embedding_dim=sum(ckpt.contract.embedding_dim or 0 for ckpt in checkpoints) or None)
-    members = [{"file": Path(path).name, "sha256": sha256_file(Path(path)), "parameters": count_parameters(ckpt.model)} for path, ckpt in zip(paths, checkpoints)]
+    members = [{"file": path.name, "sha256": sha256_file(path), "parameters": count_parameters(ckpt.model)} for path, ckpt in zip(paths, checkpoints)]
     info = {"name": f"av-digits-ensemble-of-{len(members)}", "parameters": count_parameters(model), "members": members, "data": first.record.get("data", {})}
     return ExportSource(model, contract, info), first
