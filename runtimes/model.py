@@ -1,6 +1,7 @@
 """`load_bundle`: a bundle's best verified artifact behind `predict(image=..., audio=...)`."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,8 +87,20 @@ class Prediction:
         return {**answer, "modalities": list(self.modalities), "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": round(self.inference_ms, 3)}
 
 
+SMALL_ROW = 64  # one row of at most this many scores is done in Python floats (see softmax)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, float32 (the row's maximum subtracted first: stable), in place in one new array."""
+    """Row-wise softmax, float32 (the row's maximum subtracted first: stable), in place in one new array.
+
+    One short row (a live answer's ten class scores) is done in Python floats: after an inference call has evicted
+    numpy's code from the caches, each of the five numpy calls below costs ~5 µs, more than the arithmetic."""
+    if logits.shape[0] == 1 and logits.shape[-1] <= SMALL_ROW and logits.ndim == 2:
+        row = logits[0].tolist()
+        top = max(row)
+        e = [math.exp(v - top) for v in row]
+        total = math.fsum(e)
+        return np.array([[v / total for v in e]], np.float32)
     e = np.subtract(logits, logits.max(axis=-1, keepdims=True), dtype=np.float32)
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
@@ -156,36 +169,39 @@ class BundleModel:
         """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present).
         `audio_features` holds, per sample, the model's audio tensor already computed (a streaming front-end) or None."""
         c, shapes, n = self.contract, self._shapes, len(images)
-        image = np.full((n, *shapes["image"]), c.fill, np.float32)
-        audio = np.full((n, *shapes["audio"]), c.fill, np.float32)
+        image = np.empty((n, *shapes["image"]), np.float32)  # every row written below: preprocessed, or the fill
+        audio = np.empty((n, *shapes["audio"]), np.float32)
         present = np.zeros((n, 2), np.float32)
         for i, (img, aud, feats) in enumerate(zip(images, audios, [None] * n if audio_features is None else audio_features)):
-            if feats is not None:
-                if aud is not None or c.audio is None or feats.shape != c.audio.shape or feats.dtype != np.float32:
-                    raise InputError(f"sample {i}: audio features must replace the audio and be float32 {c.audio.shape if c.audio else '(no audio input)'}, "
-                                     f"got {feats.dtype} {feats.shape}")  # fmt: skip
-                audio[i], present[i, 1] = feats, 1
+            if feats is not None and (aud is not None or c.audio is None or feats.shape != c.audio.shape or feats.dtype != np.float32):
+                raise InputError(f"sample {i}: audio features must replace the audio and be float32 {c.audio.shape if c.audio else '(no audio input)'}, "
+                                 f"got {feats.dtype} {feats.shape}")  # fmt: skip
             if img is None and aud is None and feats is None:
                 raise InputError(f"sample {i}: give an image, audio or both")
             for modality, given in (("image", img), ("audio", aud)):
                 if given is not None and getattr(c, modality) is None:
                     raise InputError(f"sample {i}: this model takes no {modality} (its inputs: {', '.join(c.modalities)})")
+            if aud is not None and sample_rate is None:
+                raise InputError("audio given without its sample_rate")
             if img is not None:
-                image[i] = preprocess_image(img, c.image, color_order, name=f"image[{i}]")
+                preprocess_image(img, c.image, color_order, name=f"image[{i}]", out=image[i])
                 present[i, 0] = 1
-            if aud is not None:
-                if sample_rate is None:
-                    raise InputError("audio given without its sample_rate")
-                audio[i] = preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]")
-                present[i, 1] = 1
+            else:
+                image[i] = c.fill
+            if feats is not None:
+                audio[i], present[i, 1] = feats, 1
+            elif aud is not None:
+                audio[i], present[i, 1] = preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]"), 1
+            else:
+                audio[i] = c.fill
         return image, audio, present
 
-    def _hear(self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None) -> tuple[list[SpeechDecision | None], np.ndarray]:
+    def _hear(self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None) -> tuple[list[SpeechDecision | None], list[bool]]:
         """The speech gate's decision on each sample's audio, and which samples are left with nothing the model can
         answer from. With the gate on (`gate_on`, else the bundle's `predict` setting), audio without speech is left
         out in place: its presence flag cleared, its tensor filled."""
         n, gate = len(present), self.speech_gate
-        silent = np.zeros(n, bool)
+        silent = [False] * n
         if gate is None:
             return [None] * n, silent
         on = gate.config.predict if gate_on is None else gate_on
@@ -193,7 +209,7 @@ class BundleModel:
         for i, decision in enumerate(decisions):
             if on and decision is not None and not decision.speech:
                 present[i, 1], audio[i] = 0, self.contract.fill
-                silent[i] = not present[i].any() or self.contract.missing == "required"  # the model cannot answer without it
+                silent[i] = not present[i, 0] or self.contract.missing == "required"  # the model cannot answer without it
         return decisions, silent
 
     def predict_batch(
@@ -220,7 +236,7 @@ class BundleModel:
         t0 = time.perf_counter()
         image, audio, present = self.tensors(images, audios, sample_rate, color_order, audio_features)
         speech, silent = self._hear(audio, present, speech_gate)
-        run = np.flatnonzero(~silent)
+        run = [i for i in range(n) if not silent[i]]
         t1 = time.perf_counter()
         if len(run) < n:  # only the samples with something to answer from
             image, audio, present = image[run], audio[run], present[run]
@@ -229,14 +245,14 @@ class BundleModel:
         probs = softmax(out["logits"]) if "logits" in out else None
         sims = self.gallery.similarities(out["embedding"]) if self.gallery is not None and len(run) else None
         scores, labels, per = sims if sims is not None else probs, self.labels, 1000.0 / max(n, 1)
-        results, rows = [], iter(range(len(run)))  # the model's batch row of each sample it answered
+        results, rows, flags = [], iter(range(len(run))), present.tolist()  # the model's batch row of each sample it answered
         for i in range(n):
             if silent[i]:
                 results.append(Prediction(None, -1, None, None, (), (t1 - t0) * per, 0.0, speech=speech[i]))
                 continue
             j = next(rows)
             idx = int(scores[j].argmax()) if scores is not None else -1
-            used = tuple(m for m, flag in zip(MODALITIES, present[j]) if flag)
+            used = tuple(m for m, flag in zip(MODALITIES, flags[j]) if flag)
             results.append(Prediction(
                 labels[idx] if idx >= 0 else None, idx, None if probs is None else probs[j], out["embedding"][j] if "embedding" in out else None,
                 used, (t1 - t0) * per, (t2 - t1) * per, None if sims is None else sims[j], speech[i],

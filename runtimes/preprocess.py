@@ -182,7 +182,8 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if cv2 is None or image.ndim == 3 and image.shape[2] > 4:
         return _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
     (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
-    x = np.ascontiguousarray(image[:h, :w], np.float32)
+    x = image[:h, :w]  # OpenCV takes rows with a stride: a float32 crop is not copied
+    x = x if x.dtype == np.float32 else x.astype(np.float32)
     if fy > 1 or fx > 1:
         x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
     if x.shape[:2] != (height, width):
@@ -190,29 +191,42 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return x.reshape(height, width, *image.shape[2:])
 
 
-def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB", name: str = "image") -> np.ndarray:
-    """Turn one uint8 HxW or HxWx3 frame (in `color_order`) into a float32 (C, H, W) tensor.
+def to_luma(image: np.ndarray, color_order: str) -> np.ndarray:
+    """uint8 or float (H, W, 3 or 4) in `color_order` → float32 (H, W) luma (0.299 R + 0.587 G + 0.114 B): OpenCV's
+    cvtColor on float32 (the same weights) when installed, a matmul otherwise."""
+    x = image[:, :, :3].astype(np.float32)
+    cv2 = _opencv()
+    if cv2 is None:
+        return x @ _luma(color_order)
+    return cv2.cvtColor(x, cv2.COLOR_RGB2GRAY if color_order == "RGB" else cv2.COLOR_BGR2GRAY)
 
-    Crop, resize, then the colour conversion (luma, channel order) on the small image with OpenCV (numpy converts
-    to luma first): both steps are linear, so the order changes nothing but the cost."""
+
+def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB", name: str = "image", out: np.ndarray | None = None) -> np.ndarray:
+    """Turn one uint8 HxW or HxWx3 frame (in `color_order`) into a float32 (C, H, W) tensor, written into `out` when
+    given (a float32 array of that shape).
+
+    Crop, luma (for a grey model) on the crop, resize, then channel order and normalisation on the small image. A
+    live answer calls this once per frame right after an inference call has left the caches cold, where each numpy
+    or OpenCV call costs several µs: the steps are as few as the spec allows."""
     image = _check_image(image, name)
     if color_order not in _LUMA:
         raise InputError(f"{name}: colour order must be RGB or BGR, got {color_order!r}")
     if spec.crop == "center":
         image = _center_square(image)
-    luma, (scale, shift) = _luma(color_order), _normalisation(tuple(spec.mean), tuple(spec.std))
-    if image.ndim == 3 and spec.channels == 1 and _opencv() is None:  # numpy: fewer channels to resize
-        image = image[:, :, :3].astype(np.float32) @ luma
+    scale, shift = _normalisation(tuple(spec.mean), tuple(spec.std))
+    if image.ndim == 3 and spec.channels == 1:  # one channel to resize
+        (_, h), (_, w) = _box_factor(image.shape[0], spec.height), _box_factor(image.shape[1], spec.width)
+        image = to_luma(image[:h, :w], color_order)  # (only the rows and columns the resize keeps)
     x = resize(image[:, :, :3] if image.ndim == 3 else image, spec.height, spec.width)
-    if x.ndim == 3:
-        if spec.channels == 1:
-            x = x @ luma
-        elif color_order != spec.color_order:
-            x = x[:, :, ::-1]
-    elif spec.channels == 3:
+    if x.ndim == 3 and color_order != spec.color_order:
+        x = x[:, :, ::-1]
+    elif x.ndim == 2 and spec.channels == 3:
         x = np.repeat(x[:, :, None], 3, axis=2)
     x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x * scale - shift, np.float32)
+    if out is None:
+        out = np.empty(spec.shape, np.float32)
+    np.multiply(x, scale, out=out)
+    return np.subtract(out, shift, out=out)
 
 
 def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -371,11 +385,16 @@ def mel_frames(frames: np.ndarray, spec: AudioSpec) -> np.ndarray:
 
 
 def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
-    """(..., samples) → (..., frames, win_length) read-only view: frame i starts at sample i * hop_length."""
+    """(..., samples) → (..., frames, win_length) read-only view: frame i starts at sample i * hop_length.
+    (`np.ndarray` over the clips' memory: one call, where `as_strided` takes ~10 in Python — it runs per live answer.)"""
     step = clips.strides[-1]
     count = max(0, 1 + (clips.shape[-1] - spec.win_length) // spec.hop_length)
-    return np.lib.stride_tricks.as_strided(clips, (*clips.shape[:-1], count, spec.win_length),
-                                           (*clips.strides[:-1], step * spec.hop_length, step), writeable=False)  # fmt: skip
+    shape, strides = (*clips.shape[:-1], count, spec.win_length), (*clips.strides[:-1], step * spec.hop_length, step)
+    if clips.flags.c_contiguous and clips.size:
+        frames = np.ndarray(shape, clips.dtype, clips, 0, strides)
+        frames.flags.writeable = False
+        return frames
+    return np.lib.stride_tricks.as_strided(clips, shape, strides, writeable=False)
 
 
 def log_mel(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:

@@ -193,3 +193,7 @@ def test_softmax_rows(dtype):
     expected = np.exp(logits.astype(np.float64) - logits.astype(np.float64).max(1, keepdims=True))
     np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), rtol=1e-3 if dtype == np.float16 else 1e-6, atol=1e-7)
     assert logits[0, 0] == 1.0  # the input is left as it was
+    for i in range(len(logits)):  # one row (a live answer) takes the Python-float path: the same answer
+        one = softmax(logits[i : i + 1])
+        assert one.dtype == np.float32 and one.shape == (1, 3)
+        np.testing.assert_allclose(one, probs[i : i + 1], rtol=1e-3 if dtype == np.float16 else 1e-6, atol=1e-7)
