@@ -11,10 +11,13 @@ class for the default student's NNCF INT8 IR on emulated Neoverse-N1 and Cortex-
 x86, and right on ARM with them off, matching x86 to 1e-6; onnxruntime's and LiteRT's int8 kernels are right
 under the same emulation). The on-target check still judges whatever runs.
 
-An IR with fp16-compressed weights runs only on the dynamic-shape model: compiled with static shapes, OpenVINO
-2026.4's x86 CPU plugin answered the example user model's fp16 IR (a transformer: a learned query broadcast to
-the batch, scaled-dot-product attention) right on the first call and wrong (logits off by up to 6) on every
-later one; the dynamic model is right on every call, as the fp32 IR is either way.
+An IR with fp16-compressed weights is compiled with OpenVINO's snippets (its JIT fusion of subgraphs) off: with them
+on and static shapes, OpenVINO 2026.4's x86 CPU plugin answered the example user model's fp16 IR (a transformer: a
+learned query broadcast to the batch, scaled-dot-product attention) right on the first call and wrong (logits off
+by up to 2.6) on every later one, while `SNIPPETS_MODE=DISABLE` is right on every call (within 5e-7 of the dynamic
+model) and no slower on the default student (static fp16 IR, batch 1: 0.19 ms either way; the dynamic model, which
+fp16 IRs were left on before, 0.23 ms — `benchmark_app`'s figure for the file is static). An OpenVINO that cannot
+turn snippets off runs fp16 IRs on the dynamic-shape model.
 
 Configured as `benchmark_app -hint latency` configures the CPU (see `edgemm.vendor_bench`), except for pinning:
 PERFORMANCE_HINT=LATENCY (one stream; OpenVINO 2026.4's CPU default already, set so another default cannot change
@@ -31,7 +34,8 @@ tensors. Batch 1, 2 threads, medians of alternating rounds: fp32 IR 0.28 → 0.2
 0.34 → 0.26 ms. What remains over `benchmark_app`'s median (0.155 / 0.19–0.22 ms) is the Python call itself:
 the tool reports the request's in-C++ latency; a bare `request.infer()` from Python is ~20 µs more and the
 copies in and out ~20 µs more — about the tool's own Python loop (1000 / its FPS: 0.19–0.21 ms for the fp32 IR).
-The fp16 IR stays on the dynamic model (above), which costs ~45 µs a call in the tool too (`-data_shape`).
+An fp16 IR now runs with static shapes too (above); and a static request's output tensors are kept, not looked up
+per call.
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from ..errors import BackendUnavailableError, InputError, ModelFileError
 from .base import Backend
 
 STATIC_BATCHES = 4  # batch sizes compiled with static shapes per model
+OPTIONAL_PROPERTIES = ("LP_TRANSFORMS_MODE", "SNIPPETS_MODE")  # CPU plugin settings dropped where a build refuses them
 
 
 class _Bound:
@@ -60,6 +65,8 @@ class _Bound:
                 request.set_tensor(name, tensor)
         self.inputs = [t.data for t in self._tensors]
         self.n_outputs = n_outputs
+        # static shapes: the output tensors stay where they are, kept (~3 µs a call); the dynamic model's are re-read
+        self._outputs = [request.get_output_tensor(i) for i in range(n_outputs)] if batch is None else None
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         for target, value in zip(self.inputs, feeds):
@@ -67,7 +74,8 @@ class _Bound:
                 raise InputError(f"input of shape {value.shape} where the model takes {target.shape}")
             np.copyto(target, value, casting="same_kind")
         self.request.infer()
-        return [self.request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
+        outputs = self._outputs or [self.request.get_output_tensor(i) for i in range(self.n_outputs)]
+        return [tensor.data.copy() for tensor in outputs]
 
 
 class _Passing:
@@ -106,6 +114,9 @@ class OpenVinoBackend(Backend):
             ops = self._model.get_ops()
             if self._on_arm() and any(op.get_type_name() == "FakeQuantize" for op in ops):
                 self._config["LP_TRANSFORMS_MODE"] = "NO"  # see the module docstring
+            compressed = any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
+            if compressed:
+                self._config["SNIPPETS_MODE"] = "DISABLE"  # see the module docstring
             compiled = self._compile(self._model)
         except RuntimeError as exc:
             raise ModelFileError(f"{self.path}: OpenVINO cannot load it ({str(exc).strip().splitlines()[0]})") from exc
@@ -118,7 +129,7 @@ class OpenVinoBackend(Backend):
         self._dynamic_request = compiled.create_infer_request()
         self._dynamic: _Bound | _Passing | None = None  # bound to the batch size it last ran
         self._static: dict[int, _Bound | _Passing] = {}
-        self._static_shapes = not any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
+        self._static_shapes = not compressed or "SNIPPETS_MODE" in self._config
 
     @staticmethod
     def _on_arm() -> bool:
@@ -129,7 +140,8 @@ class OpenVinoBackend(Backend):
         try:
             return self._core.compile_model(model, self.device or "CPU", self._config)
         except RuntimeError:
-            if self._config.pop("LP_TRANSFORMS_MODE", None) is None:  # an OpenVINO without that (internal) property
+            dropped = [self._config.pop(key, None) for key in OPTIONAL_PROPERTIES]
+            if not any(value is not None for value in dropped):  # an OpenVINO (or device) without those properties
                 raise
             return self._core.compile_model(model, self.device or "CPU", self._config)
 
