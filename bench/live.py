@@ -129,7 +129,9 @@ def main() -> None:
          ["A/V skew p50 / max", f"{d['av_skew_p50_ms']:.1f} / {d['av_skew_max_ms']:.1f} ms"],
          ["RSS at start / after 10 s / end", f"{rss[0][1]:.1f} / {warm:.1f} / {rss[-1][1]:.1f} MB"],
          ["live accuracy (scored answers) / offline, same samples", f"{d['live_accuracy']:.3f} / {d['offline_accuracy']:.3f}"],
-         *[[f"ms per call: {k}", f"{v:.3f}"] for k, v in costs.items()]],
+         *[[f"ms per call: {k}", f"{v:.3f}"] for k, v in costs.items()],
+         ["ms per answer beyond the bare call: live answer / raw predict",
+          f"{costs['live answer (stream front-end + predict)'] - costs['bare backend.run']:.3f} / {costs['predict (raw frame + 1 s audio)'] - costs['bare backend.run']:.3f}"]],
         "bench/live.py: the sample stream through edgemm.apps.live",
     ))  # fmt: skip
     bare = costs["bare backend.run"]

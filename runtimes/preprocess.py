@@ -259,7 +259,8 @@ def _normalisation(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.
 
 
 def to_mono_float(audio: np.ndarray, name: str = "audio") -> np.ndarray:
-    """int16/int32/float PCM, mono (N,) or multi-channel (N, C) → float32 mono in [-1, 1]."""
+    """int16/int32/float PCM, mono (N,) or multi-channel (N, C) → float32 mono in [-1, 1] (float32 mono input is
+    returned as it is, not copied)."""
     if not isinstance(audio, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(audio).__name__}")
     if audio.ndim not in (1, 2):
@@ -273,7 +274,7 @@ def to_mono_float(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     elif audio.dtype.kind == "f":
         if not np.isfinite(audio).all():
             raise InputError(f"{name}: audio contains NaN or inf")
-        x = audio.astype(np.float32)
+        x = audio.astype(np.float32, copy=False)
     else:
         raise InputError(f"{name}: expected float32, int16 or int32 samples, got {audio.dtype}")
     return x.mean(axis=1) if x.ndim == 2 else x

@@ -73,12 +73,42 @@ def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
     np.testing.assert_array_equal(log_mel(clip, spec), numpy_clip)
 
 
+@pytest.mark.parametrize("spec", [AudioSpec(mean=-3.0, std=2.0), AudioSpec(n_fft=256, win_length=256, n_mels=96, fmin=0.0),
+                                  AudioSpec(sample_rate=8000, n_fft=1024, win_length=800, hop_length=80, n_mels=64, fmax=4000.0)])
+def test_log_mel_projects_on_the_banks_non_zero_blocks(spec):
+    """The mel projection multiplies only blocks of neighbouring filters and the bins they span (each under the size
+    OpenBLAS runs on one thread): together they hold every non-zero of the bank, and the log-mel equals the plain
+    whole-bank computation, for specs with empty filters too."""
+    from edgemm.runtimes import preprocess
+
+    for cv2 in {preprocess._opencv(), None}:
+        plan = preprocess._MelPlan(spec, cv2)
+        rebuilt, covered = np.zeros_like(plan.bank), np.zeros(spec.n_mels, int)
+        for bins, filters, block in plan.blocks:
+            rebuilt[bins, filters] = block
+            covered[filters] += 1
+            assert block.size <= preprocess.BANK_BLOCK or filters.stop - filters.start == 1
+            assert plan.rows * block.size <= preprocess.BLAS_ONE_THREAD_MNK
+        assert (covered == 1).all()
+        np.testing.assert_array_equal(rebuilt, plan.bank)
+    clips = np.random.default_rng(4).normal(0, 0.1, (2, spec.clip_samples)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(clips, spec.win_length, axis=1)[:, :: spec.hop_length]
+    window = np.hanning(spec.win_length + 1)[:-1]
+    power = np.abs(np.fft.rfft(frames * window, spec.n_fft)) ** 2
+    bank = preprocess.mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
+    want = (np.log(power @ bank + spec.log_floor) - spec.mean) / spec.std
+    np.testing.assert_allclose(log_mel(clips, spec)[:, 0], np.swapaxes(want, 1, 2), atol=1e-4)
+
+
 def test_image_colour_grey_and_resize():
     spec = ImageSpec()
     grey = np.full((480, 640), 200, np.uint8)
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
     a, b = preprocess_image(grey, spec), preprocess_image(rgb, spec)
     assert a.shape == (1, 32, 32) and a.dtype == np.float32
+    out = np.full((1, 32, 32), np.nan, np.float32)  # written in place when given (the runtime's batch tensor)
+    assert preprocess_image(rgb, spec, out=out) is out
+    np.testing.assert_array_equal(out, b)
     np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_allclose(a, (200 / 255 - spec.mean[0]) / spec.std[0], atol=1e-5)
     # BGR and RGB of the same scene give the same luma
