@@ -145,5 +145,5 @@ class StreamFrontEnd:
         tensor = self._frames.get(first, first + self._nframes).T[None] if self._log_mel else samples[None]
         end_source = self._origin + (start + self._clip) * self._ratio  # just after the window's last sample
         end = self._end_us - round((self._consumed - end_source) * 1e6 / rate)
-        level = 10 * float(np.log10(np.dot(samples, samples) / len(samples) + 1e-18))
+        level = 10 * math.log10(float(np.dot(samples, samples)) / len(samples) + 1e-18)  # (scalar math in Python floats)
         return AudioWindow(np.ascontiguousarray(tensor, np.float32), end, level)
