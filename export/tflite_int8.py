@@ -7,14 +7,17 @@ them into int8 inputs and outputs, which the runtime then (de)quantized in numpy
 at batch 1 on the default student (0.24 → 0.20 ms, 2 threads, AMD EPYC AVX2, two cores busy). litert-torch sets the
 converter's mode itself and exposes no flag for it in the path that takes a PT2E quantizer: `strict_qdq` sets it on
 the converter's config for one conversion; a litert-torch without that config keeps int8 I/O (the runtime handles
-both, and the manifest says which)."""
+both, and the manifest says which, read from the written file)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
+import numpy as np
 import torch
 from edgemm.calibration import CalibrationSet
+from edgemm.runtimes.backends.litert_backend import interpreter_class
 from edgemm.runtimes.reference import ReferenceSet
 
 from .onnx_int8 import Int8Options
@@ -42,37 +45,44 @@ def pt2e_quantize(
             for feed in calibration.feeds():  # batch-1 rows, each sample in every modality pattern its contract allows
                 prepared(**{name: torch.from_numpy(x) for name, x in feed.items()})
         converted = move_exported_model_to_eval(quantize_pt2e.convert_pt2e(prepared, fold_quantize=False))
-        with strict_qdq() as strict:
+        with strict_qdq():
             edge = litert_torch.convert(converted, sample_kwargs=example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         out.parent.mkdir(parents=True, exist_ok=True)
         edge.export(str(out))
-    io = "float (quantize/dequantize ops in the model)" if strict else "int8 (the runtime quantizes inputs and dequantizes outputs)"
+    inputs = interpreter_class()(model_path=str(out)).get_input_details()  # what the file takes, as written
+    floats = all(np.dtype(d["dtype"]).kind == "f" for d in inputs)
+    io = "float (quantize/dequantize ops in the model)" if floats else "int8 (the runtime quantizes inputs and dequantizes outputs)"
     return {"tool": "litert_torch PT2E", "weights": "int8 symmetric, " + ("per-channel" if per_channel else "per-tensor"),
             "activations": "int8", "io": io}  # fmt: skip
 
 
+_PATCH = threading.Lock()  # one conversion at a time in strict mode: the converter's config class is shared
+
+
 @contextlib.contextmanager
 def strict_qdq():
-    """Within: litert-torch's conversions run the LiteRT converter in strict Q/DQ mode (see the module docstring).
-    Yields whether it could be set."""
+    """Within: litert-torch's conversions run the LiteRT converter in strict Q/DQ mode (see the module docstring);
+    a litert-torch without that setting converts as it would anyway."""
     try:
         from litert_torch._convert import litert_converter
 
-        config_class = litert_converter.converter_api_ext.ConvertToTFLConfig
+        module = litert_converter.converter_api_ext
+        config_class = module.ConvertToTFLConfig
+        settable = hasattr(config_class(), "strict_qdq_mode")
     except (ImportError, AttributeError):
-        yield False
-        return
-    if not hasattr(config_class(), "strict_qdq_mode"):
-        yield False
+        settable = False
+    if not settable:
+        yield
         return
 
-    def strict_config():
-        config = config_class()
+    def strict_config(*args, **kwargs):
+        config = config_class(*args, **kwargs)
         config.strict_qdq_mode = True
         return config
 
-    litert_converter.converter_api_ext.ConvertToTFLConfig = strict_config
-    try:
-        yield True
-    finally:
-        litert_converter.converter_api_ext.ConvertToTFLConfig = config_class
+    with _PATCH:
+        module.ConvertToTFLConfig = strict_config
+        try:
+            yield
+        finally:
+            module.ConvertToTFLConfig = config_class

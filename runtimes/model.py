@@ -95,7 +95,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
     One short row (a live answer's ten class scores) is done in Python floats: after an inference call has evicted
     numpy's code from the caches, each of the five numpy calls below costs ~5 µs, more than the arithmetic."""
-    if logits.shape[0] == 1 and logits.shape[-1] <= SMALL_ROW and logits.ndim == 2:
+    if logits.ndim == 2 and logits.shape[0] == 1 and logits.shape[-1] <= SMALL_ROW:
         row = logits[0].tolist()
         top = max(row)
         e = [math.exp(v - top) for v in row]

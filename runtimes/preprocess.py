@@ -211,6 +211,8 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
         image = _center_square(image)
     if out is None:
         out = np.empty(spec.shape, np.float32)
+    elif out.shape != spec.shape or out.dtype != np.float32:
+        raise InputError(f"{name}: out must be float32 {spec.shape}, got {out.dtype} {out.shape}")
     cv2 = _opencv()
     if image.ndim == 3 and spec.channels == 1:  # one channel to resize
         (_, h), (_, w) = _box_factor(image.shape[0], spec.height), _box_factor(image.shape[1], spec.width)
@@ -329,7 +331,8 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 # of frames. Skipping the bank's zeros (~95 %) made the projection of 1 s 2.5x faster than whole-bank row chunks.
 BLAS_ONE_THREAD_MNK = 262144
 BANK_BLOCK = 2048
-MAX_FOLDED_MEAN = 40.0  # |log-mel mean| up to which the mean is folded into the mel bank (see _MelPlan)
+MAX_FOLDED_MEAN = 40.0  # |log-mel mean| up to which the mean is folded into the mel bank (see _MelPlan),
+MIN_FOLDED_FLOOR = 1e-30  # if the floor stays a normal float32 (min ~1.2e-38) well above underflow after it
 
 
 def bank_blocks(bank: np.ndarray, budget: int = BANK_BLOCK) -> list[tuple[slice, slice, np.ndarray]]:
@@ -371,11 +374,13 @@ class _MelPlan:
             self.bank = bank
         # log(x * gain) = log(x) - mean: the normalisation's shift folded into the bank and floor (one numpy call fewer
         # per log-mel), where exp(-mean) keeps every power well inside float32; else subtracted after the log
-        gain = math.exp(-spec.mean) if abs(spec.mean) <= MAX_FOLDED_MEAN else 1.0
+        gain = math.exp(-spec.mean)
+        if abs(spec.mean) > MAX_FOLDED_MEAN or spec.log_floor * gain < MIN_FOLDED_FLOOR:
+            gain = 1.0
         self.shift = np.float32(0.0 if gain != 1.0 else spec.mean)
         self.bank = (self.bank * np.float32(gain)).astype(np.float32)
         self.blocks = bank_blocks(self.bank)
-        self.rows = max(1, BLAS_ONE_THREAD_MNK // max(block.size for *_, block in self.blocks))
+        self.rows = max(1, BLAS_ONE_THREAD_MNK // max(1, *(block.size for *_, block in self.blocks)))
         self.floor, self.scale = np.float32(spec.log_floor * gain), np.float32(1 / spec.std)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
@@ -397,12 +402,12 @@ class _MelPlan:
             squares = (rfft.real**2 + rfft.imag**2).astype(np.float32)
         squares = squares.reshape(-1, lead[-1], squares.shape[-1])  # (clips, F, n) so every clip is cut the same way
         mel = np.empty((*squares.shape[:2], self.n_mels), np.float32)
-        frames = lead[-1]  # per clip: numpy multiplies each clip of the stack on its own, so a clip's answer never
+        n_frames = lead[-1]  # per clip: numpy multiplies each clip of the stack on its own, so a clip's answer never
         # depends on the batch it came in (BLAS sums a different M tail in a different order)
-        if frames * self.bank.size <= BLAS_ONE_THREAD_MNK:  # a few frames (the live front-end's new hops): one product
+        if n_frames * self.bank.size <= BLAS_ONE_THREAD_MNK:  # a few frames (the live front-end's new hops): one product
             np.matmul(squares, self.bank, out=mel)
         else:
-            for start in range(0, frames, self.rows):
+            for start in range(0, n_frames, self.rows):
                 part = slice(start, start + self.rows)
                 for bins, filters, block in self.blocks:
                     np.matmul(squares[:, part, bins], block, out=mel[:, part, filters])
@@ -450,7 +455,8 @@ def log_mel(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
 
 
 def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:
-    """Raw audio (any rate, mono or multi-channel) → float32 mono clip of `spec.clip_samples`."""
+    """Raw audio (any rate, mono or multi-channel) → float32 mono clip of `spec.clip_samples` (float32 mono audio at
+    the model's rate may come back as a view of the input)."""
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise InputError(f"{name}: sample rate must be a positive integer, got {sample_rate!r}")
     mono = to_mono_float(audio, name)
@@ -460,4 +466,4 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str
 def preprocess_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:
     """Raw audio → the model's float32 tensor: (1, n_mels, frames) log-mel, or the (1, clip_samples) waveform."""
     clip = prepare_clip(audio, sample_rate, spec, name)
-    return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None]
+    return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None].copy()  # (never the caller's memory)

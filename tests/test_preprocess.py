@@ -73,7 +73,7 @@ def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
     np.testing.assert_array_equal(log_mel(clip, spec), numpy_clip)
 
 
-@pytest.mark.parametrize("spec", [AudioSpec(mean=-3.0, std=2.0), AudioSpec(n_fft=256, win_length=256, n_mels=96, fmin=0.0),
+@pytest.mark.parametrize("spec", [AudioSpec(mean=-3.0, std=2.0), AudioSpec(n_fft=256, win_length=256, n_mels=96, fmin=0.0, mean=50.0),
                                   AudioSpec(sample_rate=8000, n_fft=1024, win_length=800, hop_length=80, n_mels=64, fmax=4000.0)])
 def test_log_mel_projects_on_the_banks_non_zero_blocks(spec):
     """The mel projection multiplies only blocks of neighbouring filters and the bins they span (each under the size
@@ -88,7 +88,6 @@ def test_log_mel_projects_on_the_banks_non_zero_blocks(spec):
             rebuilt[bins, filters] = block
             covered[filters] += 1
             assert block.size <= preprocess.BANK_BLOCK or filters.stop - filters.start == 1
-            assert plan.rows * block.size <= preprocess.BLAS_ONE_THREAD_MNK
         assert (covered == 1).all()
         np.testing.assert_array_equal(rebuilt, plan.bank)
     clips = np.random.default_rng(4).normal(0, 0.1, (2, spec.clip_samples)).astype(np.float32)

@@ -101,16 +101,17 @@ class OpenVinoBackend(Backend):
         self._config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}  # see the module docstring
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
-        if (device or "CPU").upper() == "CPU":
+        cpu = (device or "CPU").upper() == "CPU"
+        if cpu:
             self._config["ENABLE_CPU_PINNING"] = False
         self._core = ov.Core()
         try:
             self._model = self._core.read_model(str(self.path))
             ops = self._model.get_ops()
-            if self._on_arm() and any(op.get_type_name() == "FakeQuantize" for op in ops):
+            if cpu and self._on_arm() and any(op.get_type_name() == "FakeQuantize" for op in ops):
                 self._config["LP_TRANSFORMS_MODE"] = "NO"  # see the module docstring
-            compressed = any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
-            if compressed:
+            self._compressed = any(op.get_type_name() == "Constant" and op.get_element_type().to_string() == "f16" for op in ops)
+            if cpu and self._compressed:
                 self._config["SNIPPETS_MODE"] = "DISABLE"  # see the module docstring
             compiled = self._compile(self._model)
         except RuntimeError as exc:
@@ -124,7 +125,11 @@ class OpenVinoBackend(Backend):
         self._dynamic_request = compiled.create_infer_request()
         self._dynamic: _Bound | _Passing | None = None  # bound to the batch size it last ran
         self._static: dict[int, _Bound | _Passing] = {}
-        self._static_shapes = not compressed or "SNIPPETS_MODE" in self._config
+
+    @property
+    def _static_shapes(self) -> bool:
+        """Whether batch sizes get static-shape compiles: not for an fp16 IR with snippets on (the module docstring)."""
+        return not self._compressed or "SNIPPETS_MODE" in self._config
 
     @staticmethod
     def _on_arm() -> bool:
@@ -132,13 +137,21 @@ class OpenVinoBackend(Backend):
         return machine in ("aarch64", "arm64") or machine.startswith("arm")
 
     def _compile(self, model):
-        try:
-            return self._core.compile_model(model, self.device or "CPU", self._config)
-        except RuntimeError:
-            dropped = [self._config.pop(key, None) for key in OPTIONAL_PROPERTIES]
-            if not any(value is not None for value in dropped):  # an OpenVINO (or device) without those properties
-                raise
-            return self._core.compile_model(model, self.device or "CPU", self._config)
+        """Compile with this backend's settings; where OpenVINO refuses them, without one, then without both, of the
+        optional ones (OPTIONAL_PROPERTIES: an OpenVINO or device that lacks them): the settings that compiled are kept
+        for the next compiles. The first error is raised when none compiles."""
+        optional = [key for key in OPTIONAL_PROPERTIES if key in self._config]
+        first = None
+        for drop in dict.fromkeys([(), *((key,) for key in optional), tuple(optional)]):
+            config = {k: v for k, v in self._config.items() if k not in drop}
+            try:
+                compiled = self._core.compile_model(model, self.device or "CPU", config)
+            except RuntimeError as exc:
+                first = first or exc
+                continue
+            self._config = config
+            return compiled
+        raise first
 
     def _runner(self, request, batch: int | None = None) -> _Bound | _Passing:
         if self._rows is None:
@@ -153,8 +166,10 @@ class OpenVinoBackend(Backend):
         if len(self._static) < STATIC_BATCHES and self._static_shapes:
             model = self._model.clone()
             model.reshape({i.get_any_name(): [batch, *list(i.get_partial_shape())[1:]] for i in model.inputs})
-            runner = self._static[batch] = self._runner(self._compile(model).create_infer_request())
-            return runner
+            compiled = self._compile(model)
+            if self._static_shapes:  # (still: that compile did not have to turn snippets back on)
+                runner = self._static[batch] = self._runner(compiled.create_infer_request())
+                return runner
         if self._dynamic is None or (isinstance(self._dynamic, _Bound) and len(self._dynamic.inputs[0]) != batch):
             self._dynamic = self._runner(self._dynamic_request, batch)
         return self._dynamic
