@@ -191,7 +191,8 @@ class BundleModel:
             if feats is not None:
                 audio[i], present[i, 1] = feats, 1
             elif aud is not None:
-                audio[i], present[i, 1] = preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]"), 1
+                preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]", out=audio[i])
+                present[i, 1] = 1
             else:
                 audio[i] = c.fill
         return image, audio, present

@@ -327,15 +327,17 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
 # OpenBLAS (numpy's BLAS) runs an sgemm on one thread below M*N*K = 65536 * 4; above, it wakes its worker threads,
 # which then spin, fighting the inference runtime's threads for the cores: with onnxruntime on 2 cores, batch-1
 # predict() took 8 ms instead of 0.6 ms. The mel projection of a clip is cut into products below that size: the
-# bank's non-zero blocks (BANK_BLOCK entries at most: runs of neighbouring filters and the bins they span), in runs
-# of frames. Skipping the bank's zeros (~95 %) made the projection of 1 s 2.5x faster than whole-bank row chunks.
+# bank's non-zero blocks (runs of neighbouring filters and the bins they span, at most BLAS_ONE_THREAD_MNK / frames
+# entries: a clip's frames times a block is one single-threaded product; never fewer than MIN_BANK_BLOCK entries), in
+# runs of frames. Skipping the bank's zeros (~95 %) made the projection of 1 s 2.5x faster than whole-bank row chunks;
+# each product costs a few µs of call overhead, so the blocks are as large as one clip allows (1 s: 3 blocks, not 4).
 BLAS_ONE_THREAD_MNK = 262144
-BANK_BLOCK = 2048
+MIN_BANK_BLOCK = 1024
 MAX_FOLDED_MEAN = 40.0  # |log-mel mean| up to which the mean is folded into the mel bank (see _MelPlan),
 MIN_FOLDED_FLOOR = 1e-30  # if the floor stays a normal float32 (min ~1.2e-38) well above underflow after it
 
 
-def bank_blocks(bank: np.ndarray, budget: int = BANK_BLOCK) -> list[tuple[slice, slice, np.ndarray]]:
+def bank_blocks(bank: np.ndarray, budget: int) -> list[tuple[slice, slice, np.ndarray]]:
     """The mel bank (bins x filters; each filter non-zero over one run of bins) as (bins, filters, block) of
     neighbouring filters and the bins they span, each block at most `budget` entries (one filter wider than that is
     a block of its own); the projection onto the blocks equals the whole bank's (the rest is zeros)."""
@@ -379,7 +381,8 @@ class _MelPlan:
             gain = 1.0
         self.shift = np.float32(0.0 if gain != 1.0 else spec.mean)
         self.bank = (self.bank * np.float32(gain)).astype(np.float32)
-        self.blocks = bank_blocks(self.bank)
+        self.budget = max(MIN_BANK_BLOCK, BLAS_ONE_THREAD_MNK // max(1, spec.frames))
+        self.blocks = bank_blocks(self.bank, self.budget)
         self.rows = max(1, BLAS_ONE_THREAD_MNK // max(1, *(block.size for *_, block in self.blocks)))
         self.floor, self.scale = np.float32(spec.log_floor * gain), np.float32(1 / spec.std)
 
@@ -448,10 +451,16 @@ def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(clips, shape, strides, writeable=False)
 
 
-def log_mel(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
-    """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames)."""
-    feats = mel_frames(clip_frames(np.asarray(clips, np.float32), spec), spec)
-    return np.ascontiguousarray(np.swapaxes(feats, -1, -2)[:, None], np.float32)
+def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames), written into `out` when given
+    (float32 of that shape: e.g. the model's batch tensor, one copy fewer)."""
+    feats = np.swapaxes(mel_frames(clip_frames(np.asarray(clips, np.float32), spec), spec), -1, -2)[:, None]
+    if out is None:
+        return np.ascontiguousarray(feats, np.float32)
+    if out.shape != feats.shape or out.dtype != np.float32:
+        raise InputError(f"log-mel: out must be float32 {feats.shape}, got {out.dtype} {out.shape}")
+    np.copyto(out, feats)
+    return out
 
 
 def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:
@@ -463,7 +472,16 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str
     return fit_length(resample(mono, int(sample_rate), spec.sample_rate), spec.clip_samples, spec.fit)
 
 
-def preprocess_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio") -> np.ndarray:
-    """Raw audio → the model's float32 tensor: (1, n_mels, frames) log-mel, or the (1, clip_samples) waveform."""
+def preprocess_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio", out: np.ndarray | None = None) -> np.ndarray:
+    """Raw audio → the model's float32 tensor: (1, n_mels, frames) log-mel, or the (1, clip_samples) waveform,
+    written into `out` when given (a float32 array of that shape). Never the caller's memory."""
+    if out is not None and (out.shape != spec.shape or out.dtype != np.float32):
+        raise InputError(f"{name}: out must be float32 {spec.shape}, got {out.dtype} {out.shape}")
     clip = prepare_clip(audio, sample_rate, spec, name)
-    return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None].copy()  # (never the caller's memory)
+    if out is None:
+        return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None].copy()
+    if spec.features == "log-mel":
+        log_mel(clip[None], spec, out[None])
+    else:
+        out[0] = clip
+    return out

@@ -201,7 +201,7 @@ def test_onnxruntime_backend_matches_a_plain_session(tiny):
     from edgemm.runtimes.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(tiny["onnx"], threads=2)
-    assert backend._session.get_session_options().get_session_config_entry("session.intra_op.spin_duration_us") == "100"
+    assert backend._session.get_session_options().get_session_config_entry("session.intra_op.spin_duration_us") == "300"
     plain = ort.InferenceSession(str(tiny["onnx"]), providers=["CPUExecutionProvider"])
     for n in (1, 3):
         x = feeds(n, seed=n)

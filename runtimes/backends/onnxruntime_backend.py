@@ -5,8 +5,8 @@ Session options (onnxruntime's pip wheel has no benchmark CLI; the reference is 
 
 - `intra_op_num_threads = threads`, `inter_op_num_threads = 1`, sequential execution, all graph optimizations
   (onnxruntime's default level) — the plain session's settings.
-- `session.intra_op.allow_spinning = 1` (onnxruntime's default) with `session.intra_op.spin_duration_us = 100`: an
-  idle intra-op worker spins for at most 100 µs, then sleeps. onnxruntime's default spin (an iteration count, no
+- `session.intra_op.allow_spinning = 1` (onnxruntime's default) with `session.intra_op.spin_duration_us = 300`: an
+  idle intra-op worker spins for at most 300 µs, then sleeps. onnxruntime's default spin (an iteration count, no
   time bound) keeps the workers spinning well past the end of a call and takes the second core from whatever runs
   next: in a live loop (a call, then ~0.3 ms of numpy preprocessing with a mel matmul; 2 cores, AMD EPYC AVX2) the
   preprocessing's p90 went from ~0.35 ms to 4–7 ms (OpenBLAS's own worker could not get a core). Measured, batch
@@ -15,13 +15,19 @@ Session options (onnxruntime's pip wheel has no benchmark CLI; the reference is 
   | setting                          | model.onnx                       | model.int8.onnx                  |
   |----------------------------------|----------------------------------|----------------------------------|
   | default spinning                 | 0.108 / 0.41–0.42 (p90 4.0–4.3)  | 0.29 / 0.64–0.74 (p90 4.3–4.4)   |
-  | spin_duration_us = 100 (chosen)  | 0.110 / 0.42–0.47 (p90 0.33–0.45) | 0.30 / 0.61–0.72 (p90 0.34–0.41) |
+  | spin_duration_us = 100           | 0.110 / 0.42–0.47 (p90 0.33–0.45) | 0.30 / 0.61–0.72 (p90 0.34–0.41) |
   | force_spinning_stop = 1          | 0.143 / 0.44 (p90 0.34–0.38)     | 0.32 / 0.61–0.62 (p90 0.31–0.37) |
   | allow_spinning = 0               | 0.176 / 0.58 (p90 0.32–0.34)     | 0.40 / 0.76–0.78 (p90 0.37)      |
 
   (isolated back-to-back call / a loop iteration's total, ms; p90 of the numpy step that follows the call, which
-  takes 0.23–0.33 ms p90 on its own.) So the bounded spin keeps the isolated call as fast as the default (no worker wake-up between back-to-back calls)
-  and the live loop's tail as short as with spinning off. Edit `SESSION_CONFIG` before loading to change it
+  takes 0.23–0.33 ms p90 on its own; AMD EPYC AVX2 VM.) So a bounded spin keeps the isolated call as fast as the
+  default (no worker wake-up between back-to-back calls) and the live loop's tail as short as with spinning off.
+  300 µs rather than 100: a `predict()` spends ~0.1 ms preprocessing its inputs before the call (a live answer
+  ~0.08 ms), and a worker that went to sleep in that time costs the call its wake-up. `bench/live.py`'s overhead rows
+  (INT8 student, 2 threads, Zen 5 AVX-512 VM, two runs each): 100 µs — bare call 0.130, live answer 0.272, raw
+  `predict` 0.320 ms; 300 µs — 0.128, 0.236, 0.273 ms; the live app's p95 capture→result stays ~1.6 ms. The spin
+  costs a spinning core for at most 0.3 ms after each call (~1 % of a core at 30 answers a second).
+  Edit `SESSION_CONFIG` before loading to change it
   (e.g. `session.intra_op.allow_spinning` "0" where the CPU is shared with other busy processes). An
   onnxruntime without `spin_duration_us` ignores the key and spins as by default.
 - `run(None, feeds)` as is: IOBinding and `run_with_ort_values` were no faster for these small tensors (IOBinding
@@ -38,7 +44,7 @@ from .base import Backend
 
 SESSION_CONFIG = {  # session config entries every session gets (see the module docstring)
     "session.intra_op.allow_spinning": "1",
-    "session.intra_op.spin_duration_us": "100",
+    "session.intra_op.spin_duration_us": "300",
 }
 
 
