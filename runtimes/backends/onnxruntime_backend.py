@@ -25,7 +25,7 @@ Session options (onnxruntime's pip wheel has no benchmark CLI; the reference is 
   300 µs rather than 100: a `predict()` spends ~0.1 ms preprocessing its inputs before the call (a live answer
   ~0.08 ms), and a worker that went to sleep in that time costs the call its wake-up. `bench/live.py`'s overhead rows
   (INT8 student, 2 threads, Zen 5 AVX-512 VM, two runs each): 100 µs — bare call 0.130, live answer 0.272, raw
-  `predict` 0.320 ms; 300 µs — 0.128, 0.236, 0.273 ms; the live app's p95 capture→result stays ~1.6 ms. The spin
+  `predict` 0.320 ms; 300 µs — 0.128, 0.236, 0.273 ms; the live app's p95 capture→result 1.63 vs 1.70 ms. The spin
   costs a spinning core for at most 0.3 ms after each call (~1 % of a core at 30 answers a second).
   Edit `SESSION_CONFIG` before loading to change it
   (e.g. `session.intra_op.allow_spinning` "0" where the CPU is shared with other busy processes). An
