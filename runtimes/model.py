@@ -141,7 +141,7 @@ class BundleModel:
         c = self.contract  # an example's file of a modality the model does not take is left out
 
         def embed(image: np.ndarray | None, audio: np.ndarray | None, rate: int | None) -> np.ndarray:
-            return self.infer(*self.tensors([image if c.image else None], [audio if c.audio else None], rate))["embedding"][0]
+            return self._run(*self.tensors([image if c.image else None], [audio if c.audio else None], rate))["embedding"][0]
 
         self.gallery = enroll_folder(folder, embed, warn)
         return self.gallery
@@ -161,6 +161,10 @@ class BundleModel:
         for (name, shape), arr in zip(self._shapes.items(), (image, audio, present)):
             if arr.dtype != np.float32 or arr.shape != (batch, *shape):
                 raise InputError(f"{name} tensor: expected float32 {(batch, *shape)}, got {arr.dtype} {arr.shape}")
+        return self._run(image, audio, present)
+
+    def _run(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
+        """`infer` without its checks, for batches `tensors` made."""
         return self.contract.outputs(self.backend.run(self.contract.feeds(image, audio, present)))
 
     def tensors(
@@ -241,7 +245,7 @@ class BundleModel:
         t1 = time.perf_counter()
         if len(run) < n:  # only the samples with something to answer from
             image, audio, present = image[run], audio[run], present[run]
-        out = self.infer(image, audio, present) if len(run) else {}
+        out = self._run(image, audio, present) if len(run) else {}
         t2 = time.perf_counter()
         probs = softmax(out["logits"]) if "logits" in out else None
         sims = self.gallery.similarities(out["embedding"]) if self.gallery is not None and len(run) else None
