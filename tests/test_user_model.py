@@ -76,7 +76,10 @@ def test_example_model_exported_quantized_verified_and_run_live(example):
     arts = {a["file"]: a["verification"] for a in manifest["artifacts"]}
     for file in ("model.onnx", "openvino/model.xml", "openvino/model.fp16.xml", "tflite/model.tflite", "tflite/model.fp16.tflite"):
         assert arts[file]["passed"], (file, arts[file])
-        assert arts[file]["top1_agreement"] == 1.0 and set(arts[file]["accuracy"]) == {"fused", "image_only", "audio_only"}
+        assert set(arts[file]["accuracy"]) == {"fused", "image_only", "audio_only"}
+        # fp32 answers exactly as torch; fp16 weights move the logits by ~1e-3, which can flip a near-tied top-1 (one
+        # audio-only answer of 360 on Zen 5 for the fp16 .tflite, whose audio-only accuracy is ~0.34: near-random scores)
+        assert arts[file]["top1_agreement"] >= (0.99 if "fp16" in file else 1.0), (file, arts[file])
     assert arts["model.onnx"]["max_abs_diff"] <= 1e-4 and arts["model.onnx"]["accuracy"]["fused"] >= 0.9
     for file in ("model.int8.onnx", "openvino/model.int8.xml"):  # within the same 1-point budget as the built-in models
         assert arts[file]["passed"] and arts[file]["budget_met"], (file, arts[file])

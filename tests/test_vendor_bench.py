@@ -123,7 +123,8 @@ def test_litert_benchmark_output_is_parsed(tiny_tflite, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     from_json = parse(done.stdout)
     from_text = parse_litert_benchmark(done.stdout + done.stderr)  # the printed table, without the JSON file
-    assert from_json == from_text and 0 < from_json[0] < 50
+    assert from_json == from_text and 0 <= from_json[0] < 50  # (0.00 where the tiny model runs under the 0.01 ms it prints:
+    # Zen 5 here; `vendor_bench` then reports no figure and says why)
     assert "Num threads:     2" in done.stderr
 
 
