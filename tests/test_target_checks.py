@@ -277,3 +277,27 @@ def test_int8_holds_on_x86_without_vnni_under_qemu_haswell(shipped_bundle, tmp_p
     proc = subprocess.run(emulated[:-3] + ["--only=model.int8.onnx"], capture_output=True, text=True, timeout=900)
     row = next((line for line in proc.stdout.splitlines() if line.startswith("model.int8.onnx")), "")
     assert proc.returncode == 1 and "FAILED" in row and "agreement with its answers where it was verified" in row, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["s8s8-w8", "u8u8"])
+def test_exact_int8_kernels_answer_as_the_unfused_graph(shipped_onnx_bundle, tmp_path, config):
+    """Where the CPU's int8 kernels accumulate exactly (x86 VNNI/AMX, ARM), onnxruntime's fused INT8 kernels answer as
+    the Q/DQ graph run unfused — the simulation by which a CPU without them measures that family — for the shipped
+    student's saturating (8-bit weights) and chosen configurations. Only such a CPU can check it (QEMU emulates no VNNI)."""
+    if this_machine().int8_saturates:
+        pytest.skip(f"this CPU's int8 kernels saturate ({this_machine().int8_kernels}): the exact family can only be simulated here")
+    from edgemm.export.int8_kernels import _native, unfused_outputs
+    from edgemm.export.onnx_int8 import CONFIGS, Int8Options, Int8Quantizer
+    from edgemm.runtimes.target_check import reference_of
+
+    from edgemm.sources import calibration_set
+
+    manifest = Manifest.read(shipped_onnx_bundle)
+    int8 = tmp_path / f"{config}.onnx"
+    calib = calibration_set("av-digits", manifest.contract, 300, manifest.model.get("data"))
+    Int8Quantizer(shipped_onnx_bundle / "model.onnx", calib, Int8Options(), tmp_path).quantize(int8, [], CONFIGS[config])
+    reference = reference_of(shipped_onnx_bundle, manifest)
+    native, unfused = _native(int8, reference, manifest.contract), unfused_outputs(int8, reference, manifest.contract)
+    agreement = float(np.mean(native.argmax(-1) == unfused.argmax(-1)))
+    assert agreement >= 0.99, (config, agreement, float(np.abs(native - unfused).max()))
