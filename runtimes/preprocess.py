@@ -367,6 +367,10 @@ class _MelPlan:
         self.window = np.hanning(spec.win_length + 1)[:-1].astype(np.float32)  # periodic Hann
         bank = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
         self.cv2 = cv2 if spec.n_fft % 2 == 0 else None
+        # up to a clip's frames, OpenCV windows them: copied into the work rows, then multiplied in place by the window
+        # stacked per row (7.5 µs for 1 s after an inference call against numpy's broadcast multiply of the overlapping
+        # frames' view, 12 µs; the same float32 products). (OpenCV must not read that view itself: its rows overlap.)
+        self.windows = np.ascontiguousarray(np.broadcast_to(self.window, (spec.frames, spec.win_length))) if self.cv2 else None
         if self.cv2 is not None:  # CCS layout of a real DFT row: re0, re1, im1, re2, im2, ..., re(n/2)
             n = spec.n_fft
             self.bank = np.zeros((n, spec.n_mels), np.float32)
@@ -396,7 +400,13 @@ class _MelPlan:
             padded = np.zeros(shape, np.float32)
         else:
             padded[:, self.win_length :] = 0
-        np.multiply(frames, self.window, out=padded.reshape(*lead, self.n_fft)[..., : self.win_length])  # (no copy of the frames)
+        windowed = padded.reshape(*lead, self.n_fft)[..., : self.win_length]
+        if self.windows is not None and len(padded) <= len(self.windows) and frames.dtype == np.float32:
+            np.copyto(windowed, frames)
+            rows = padded[:, : self.win_length]
+            self.cv2.multiply(rows, self.windows[: len(padded)], dst=rows)  # in place: an OpenCV ROI of the work array
+        else:
+            np.multiply(frames, self.window, out=windowed)  # (no copy of the frames)
         if self.cv2 is not None:
             squares = self.cv2.dft(padded, padded, flags=self.cv2.DFT_ROWS)  # in place: half the memory touched, ~5 µs less
             np.square(squares, out=squares)

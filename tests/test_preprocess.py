@@ -5,6 +5,7 @@ from edgemm.runtimes.errors import InputError
 from edgemm.runtimes.preprocess import (
     AudioSpec,
     ImageSpec,
+    clip_frames,
     log_mel,
     preprocess_audio,
     preprocess_image,
@@ -71,6 +72,23 @@ def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
     np.testing.assert_allclose(numpy_clip, fresh, atol=1e-4)
     np.testing.assert_allclose(log_mel(batch, spec), batched, atol=1e-4)
     np.testing.assert_array_equal(log_mel(clip, spec), numpy_clip)
+
+
+@pytest.mark.parametrize("spec", [AudioSpec(), AudioSpec(n_fft=256, win_length=256, n_mels=96, fmin=0.0, mean=50.0)])
+def test_opencv_windowing_gives_numpys_products(spec):
+    """Up to a clip's frames, OpenCV windows the frames in the work array in place; the log-mel is bit-identical to
+    numpy's broadcast multiply, for one clip, a live front-end's few new frames and frames filling the work rows
+    exactly; a batch of clips goes to numpy."""
+    from edgemm.runtimes import preprocess
+
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (the app extra) is what numpy is compared with")
+    with_cv, numpy_window = preprocess._MelPlan(spec, cv2), preprocess._MelPlan(spec, cv2)
+    numpy_window.windows = None
+    clips = np.random.default_rng(5).normal(0, 0.2, (3, spec.clip_samples)).astype(np.float32)
+    for frames in [clip_frames(clips[:1], spec), clip_frames(clips[0], spec), clip_frames(clips[0, : 4 * spec.hop_length + spec.win_length], spec),
+                   clip_frames(clips, spec)]:  # fmt: skip
+        np.testing.assert_array_equal(with_cv(frames), numpy_window(frames))
+        assert np.isfinite(with_cv(frames)).all()
 
 
 @pytest.mark.parametrize("spec", [AudioSpec(mean=-3.0, std=2.0), AudioSpec(n_fft=256, win_length=256, n_mels=96, fmin=0.0, mean=50.0),
