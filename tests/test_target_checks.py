@@ -285,12 +285,12 @@ def test_exact_int8_kernels_answer_as_the_unfused_graph(shipped_onnx_bundle, tmp
     """Where the CPU's int8 kernels accumulate exactly (x86 VNNI/AMX, ARM), onnxruntime's fused INT8 kernels answer as
     the Q/DQ graph run unfused — the simulation by which a CPU without them measures that family — for the shipped
     student's saturating (8-bit weights) and chosen configurations. Only such a CPU can check it (QEMU emulates no VNNI)."""
-    if this_machine().int8_saturates:
-        pytest.skip(f"this CPU's int8 kernels saturate ({this_machine().int8_kernels}): the exact family can only be simulated here")
-    from edgemm.export.int8_kernels import _native, unfused_outputs
+    machine = this_machine()
+    if machine.int8_saturates:
+        pytest.skip(f"this CPU's int8 kernels saturate ({machine.int8_kernels}): the exact family can only be simulated here")
+    from edgemm.export.int8_kernels import EXACT, measurements, unfused_outputs
     from edgemm.export.onnx_int8 import CONFIGS, Int8Options, Int8Quantizer
     from edgemm.runtimes.target_check import reference_of
-
     from edgemm.sources import calibration_set
 
     manifest = Manifest.read(shipped_onnx_bundle)
@@ -298,6 +298,7 @@ def test_exact_int8_kernels_answer_as_the_unfused_graph(shipped_onnx_bundle, tmp
     calib = calibration_set("av-digits", manifest.contract, 300, manifest.model.get("data"))
     Int8Quantizer(shipped_onnx_bundle / "model.onnx", calib, Int8Options(), tmp_path).quantize(int8, [], CONFIGS[config])
     reference = reference_of(shipped_onnx_bundle, manifest)
-    native, unfused = _native(int8, reference, manifest.contract), unfused_outputs(int8, reference, manifest.contract)
+    native = measurements(machine)[EXACT].run(int8, reference, manifest.contract)  # this CPU's own kernels
+    unfused = unfused_outputs(int8, reference, manifest.contract)
     agreement = float(np.mean(native.argmax(-1) == unfused.argmax(-1)))
     assert agreement >= 0.99, (config, agreement, float(np.abs(native - unfused).max()))
