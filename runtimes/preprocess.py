@@ -274,7 +274,8 @@ def to_mono_float(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     elif audio.dtype == np.int32:
         x = (audio / 2147483648.0).astype(np.float32)
     elif audio.dtype.kind == "f":
-        if not np.isfinite(audio).all():
+        flat = audio.reshape(-1)  # a sum of squares is finite only without NaN or inf (cheaper than isfinite's mask);
+        if not math.isfinite(np.dot(flat, flat)) and not np.isfinite(flat).all():  # else it may just overflow
             raise InputError(f"{name}: audio contains NaN or inf")
         x = audio.astype(np.float32, copy=False)
     else:
@@ -387,13 +388,17 @@ class _MelPlan:
         self.bank = (self.bank * np.float32(gain)).astype(np.float32)
         self.budget = max(MIN_BANK_BLOCK, BLAS_ONE_THREAD_MNK // max(1, spec.frames))
         self.blocks = bank_blocks(self.bank, self.budget)
+        self.blocks_t = [(bins, filters, np.ascontiguousarray(block.T)) for bins, filters, block in self.blocks]
         self.rows = max(1, BLAS_ONE_THREAD_MNK // max(1, *(block.size for *_, block in self.blocks)))
         self.floor, self.scale = np.float32(spec.log_floor * gain), np.float32(1 / spec.std)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(..., F, win_length) float32 frames → (..., F, n_mels) log-mel; with `out` (C-contiguous float32
+        (..., n_mels, F): the model's layout) written there transposed, by products of the transposed bank blocks
+        (BLAS reads the squares transposed; no copy)."""
         lead = frames.shape[:-1]
         if not math.prod(lead):
-            return np.zeros((*lead, self.n_mels), np.float32)
+            return np.zeros((*lead, self.n_mels), np.float32) if out is None else out
         shape = (math.prod(lead), self.n_fft)
         padded = scratch("mel-frames", shape)  # zero-padded at the end: see mel_frames
         if padded is None:
@@ -413,23 +418,31 @@ class _MelPlan:
         else:
             rfft = np.fft.rfft(padded, axis=-1)
             squares = (rfft.real**2 + rfft.imag**2).astype(np.float32)
-        squares = squares.reshape(-1, lead[-1], squares.shape[-1])  # (clips, F, n) so every clip is cut the same way
-        mel = np.empty((*squares.shape[:2], self.n_mels), np.float32)
-        n_frames = lead[-1]  # per clip: numpy multiplies each clip of the stack on its own, so a clip's answer never
-        # depends on the batch it came in (BLAS sums a different M tail in a different order)
-        if n_frames * self.bank.size <= BLAS_ONE_THREAD_MNK:  # a few frames (the live front-end's new hops): one product
-            np.matmul(squares, self.bank, out=mel)
+        n_frames = lead[-1]
+        squares = squares.reshape(-1, n_frames, squares.shape[-1])  # (clips, F, n) so every clip is cut the same way
+        # per clip: numpy multiplies each clip of the stack on its own, so a clip's answer never depends on the batch it
+        # came in (BLAS sums a different M tail in a different order)
+        if out is None:
+            mel = np.empty((*squares.shape[:2], self.n_mels), np.float32)
+            if n_frames * self.bank.size <= BLAS_ONE_THREAD_MNK:  # a few frames (the live front-end's new hops): one product
+                np.matmul(squares, self.bank, out=mel)
+            else:
+                for start in range(0, n_frames, self.rows):
+                    part = slice(start, start + self.rows)
+                    for bins, filters, block in self.blocks:
+                        np.matmul(squares[:, part, bins], block, out=mel[:, part, filters])
         else:
+            mel = out.reshape(-1, self.n_mels, n_frames)
             for start in range(0, n_frames, self.rows):
                 part = slice(start, start + self.rows)
-                for bins, filters, block in self.blocks:
-                    np.matmul(squares[:, part, bins], block, out=mel[:, part, filters])
+                for bins, filters, block in self.blocks_t:
+                    np.matmul(block, squares[:, part, bins].swapaxes(-1, -2), out=mel[:, filters, part])
         np.add(mel, self.floor, out=mel)
         np.log(mel, out=mel)  # the bank and floor carry exp(-mean): log(mel + floor) - mean
         if self.shift:
             np.subtract(mel, self.shift, out=mel)
         np.multiply(mel, self.scale, out=mel)
-        return mel.reshape(*lead, self.n_mels)
+        return mel.reshape(*lead, self.n_mels) if out is None else out
 
 
 @lru_cache(maxsize=8)
@@ -464,12 +477,16 @@ def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
 def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None) -> np.ndarray:
     """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames), written into `out` when given
     (float32 of that shape: e.g. the model's batch tensor, one copy fewer)."""
-    feats = np.swapaxes(mel_frames(clip_frames(np.asarray(clips, np.float32), spec), spec), -1, -2)[:, None]
+    frames = clip_frames(np.asarray(clips, np.float32), spec)
+    shape = (*frames.shape[:-2], 1, spec.n_mels, frames.shape[-2])
     if out is None:
-        return np.ascontiguousarray(feats, np.float32)
-    if out.shape != feats.shape or out.dtype != np.float32:
-        raise InputError(f"log-mel: out must be float32 {feats.shape}, got {out.dtype} {out.shape}")
-    np.copyto(out, feats)
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise InputError(f"log-mel: out must be float32 {shape}, got {out.dtype} {out.shape}")
+    elif not out.flags.c_contiguous:
+        np.copyto(out, log_mel(clips, spec))
+        return out
+    _mel_plan(spec, _opencv())(frames, out)
     return out
 
 
