@@ -11,7 +11,8 @@ re-paired within their label and moved by a small affine, log-mels warped and ma
 the teacher answers each augmented batch as it is (consistent teaching: the student matches the teacher's function
 on inputs neither has seen, not a fixed table of answers); without augmentation its answers are computed once and
 cached. The best epoch on validation data is kept: accuracy where it is labelled, agreement with the teacher
-otherwise (edgemm's verification rules).
+otherwise (edgemm's verification rules); with `ema_decay`, the epochs' candidates are an exponential moving average of
+the weights and BatchNorm statistics (torch's AveragedModel) instead of the raw weights.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from edgemm.checkpoint import Checkpoint, load_checkpoint
@@ -73,6 +75,7 @@ class DistillConfig:
     freq_masks: int = 1
     time_masks: int = 1
     patience: int = 6  # early stopping: epochs without a better val score
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights and BN statistics
     val_fraction: float = 0.1  # held out of the training data when no validation data is given
     seed: int = 0
     threads: int | None = None
@@ -228,6 +231,8 @@ def _distill(teacher: ExportSource, data: DistillData, config: DistillConfig, te
     contract = teacher.contract
     if config.epochs < 1:
         raise RecipeError(f"epochs: {config.epochs}; distillation needs at least one")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise RecipeError(f"ema_decay: {config.ema_decay}; a decay per step in [0, 1) (0: off)")
     device = training_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -257,6 +262,8 @@ def _distill(teacher: ExportSource, data: DistillData, config: DistillConfig, te
     optimizer = torch.optim.AdamW([*student.parameters(), *projection.parameters()], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train.labels) // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.1)
+    ema = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) if config.ema_decay else None
+    kept = ema.module if ema is not None else student  # what is validated and kept each epoch
     held_out = ReferenceSet.build(teacher_infer, val.image.numpy(), val.audio.numpy(), val.labels.numpy(), name="teacher",
                                   rows=list(contract.patterns.values()), fill=contract.fill)  # fmt: skip
     score = accuracy_by_mode if held_out.labelled else agreement_by_mode
@@ -302,17 +309,19 @@ def _distill(teacher: ExportSource, data: DistillData, config: DistillConfig, te
             loss.backward()
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update_parameters(student)
             for k, v in (("loss", loss), ("kd", terms.get("kd", 0.0)), ("embed", terms.get("embed", 0.0))):
                 sums[k] += float(torch.as_tensor(v).detach()) * len(idx)
             bar.update(1)
-        student.eval()
-        got = score(run_model(torch_infer(student, student_contract), held_out), held_out)
+        kept.eval()
+        got = score(run_model(torch_infer(kept, student_contract), held_out), held_out)
         n = len(order)
         history.append({"epoch": epoch + 1, **{k: round(v / n, 4) for k, v in sums.items()}, **{f"val_{k}": v for k, v in got.items()}})
         bar.write(f"epoch {epoch + 1}/{config.epochs}: kd {sums['kd'] / n:.3f} embed {sums['embed'] / n:.3f}  val {metric}: "
                   + "  ".join(f"{k} {v:.3f}" for k, v in got.items()) + f" | teacher {first} {teacher_val[first]:.3f}")  # fmt: skip
         if got[first] > best:
-            best, best_state, stale = got[first], copy.deepcopy(student.state_dict()), 0
+            best, best_state, stale = got[first], copy.deepcopy(kept.state_dict()), 0
         else:
             stale += 1
             if stale >= config.patience:

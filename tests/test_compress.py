@@ -179,3 +179,39 @@ def test_online_distillation_targets_and_repairing(tiny_checkpoint):
     assert (picked[:, 6] == 6).all()  # an unlabelled row keeps its own image
     assert (picked[:, :6] != idx[:6]).any(0).all()  # every labelled row gets other images
     assert (Repairing(labels, 0.0)(idx, labels, generator) == idx).all()
+
+
+def test_distillation_keeps_the_weights_moving_average(tiny_checkpoint):
+    """With `ema_decay`, what each epoch validates and the run keeps is the moving average of the weights (BatchNorm
+    statistics included), not the raw weights: the same seed's training path, a different student, and the kept
+    student scores on the val data exactly what its epoch recorded."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from edgemm.export.source import torch_infer
+    from edgemm.runtimes.reference import ReferenceSet
+    from edgemm.runtimes.verification import accuracy_by_mode, run_model
+
+    from edgemm.distill import DistillConfig, builtin_data, distill_checkpoint
+    from edgemm.models import StudentConfig
+    from edgemm.recipes import RecipeError
+
+    teacher = load_checkpoint(tiny_checkpoint)
+    data = builtin_data(teacher)
+    data = dataclasses.replace(data, val=type(data.val)(data.val.image[:200], data.val.audio[:200], data.val.labels[:200]))
+    base = DistillConfig(epochs=2, batch_size=32, limit=320, threads=2, student=StudentConfig(widths=(8, 16), dim=16, hidden=32, embedding_dim=16))
+    raw = distill_checkpoint(tiny_checkpoint, base, data, progress=False)
+    averaged = distill_checkpoint(tiny_checkpoint, dataclasses.replace(base, ema_decay=0.9), data, progress=False)
+    assert averaged.record["distillation"]["recipe"]["ema_decay"] == 0.9
+    raw_state, ema_state = raw.model.state_dict(), averaged.model.state_dict()
+    assert raw_state.keys() == ema_state.keys()
+    assert any(not torch.equal(raw_state[k], ema_state[k]) for k in raw_state if "running_mean" in k)  # BN statistics averaged too
+    assert [e["kd"] for e in raw.record["distillation"]["history"]] == [e["kd"] for e in averaged.record["distillation"]["history"]]
+    held_out = ReferenceSet.build(torch_infer(teacher.model, teacher.contract), data.val.image.numpy(), data.val.audio.numpy(),
+                                  data.val.labels.numpy(), name="teacher", rows=list(teacher.contract.patterns.values()), fill=teacher.contract.fill)  # fmt: skip
+    kept = accuracy_by_mode(run_model(torch_infer(averaged.model, averaged.contract), held_out), held_out)
+    best = averaged.record["distillation"]["best_val_fused"]
+    assert np.isclose(next(iter(kept.values())), best, atol=1e-4)
+    with pytest.raises(RecipeError, match="ema_decay"):
+        distill_checkpoint(tiny_checkpoint, dataclasses.replace(base, ema_decay=1.0), data, progress=False)
