@@ -172,7 +172,16 @@ class BundleModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocess raw inputs (None where a modality is missing) into canonical (image, audio, present).
         `audio_features` holds, per sample, the model's audio tensor already computed (a streaming front-end) or None."""
+        return self._tensors(images, audios, sample_rate, color_order, audio_features)[:3]
+
+    def _tensors(
+        self, images: Sequence, audios: Sequence, sample_rate: int | None, color_order: str, audio_features: Sequence | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None]]:
+        """`tensors`, and per sample the energies of a log-mel computed here from raw audio (what the speech gate
+        reads), else None."""
         c, shapes, n = self.contract, self._shapes, len(images)
+        keep = self.speech_gate is not None and c.audio.features == "log-mel"
+        energies: list[np.ndarray | None] = [None] * n
         image = np.empty((n, *shapes["image"]), np.float32)  # every row written below: preprocessed, or the fill
         audio = np.empty((n, *shapes["audio"]), np.float32)
         present = np.zeros((n, 2), np.float32)
@@ -195,22 +204,26 @@ class BundleModel:
             if feats is not None:
                 audio[i], present[i, 1] = feats, 1
             elif aud is not None:
-                preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]", out=audio[i])
+                energies[i] = np.empty(shapes["audio"], np.float32) if keep else None
+                preprocess_audio(aud, sample_rate, c.audio, name=f"audio[{i}]", out=audio[i], energies=energies[i])
                 present[i, 1] = 1
             else:
                 audio[i] = c.fill
-        return image, audio, present
+        return image, audio, present, energies
 
-    def _hear(self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None) -> tuple[list[SpeechDecision | None], list[bool]]:
-        """The speech gate's decision on each sample's audio, and which samples are left with nothing the model can
-        answer from. With the gate on (`gate_on`, else the bundle's `predict` setting), audio without speech is left
-        out in place: its presence flag cleared, its tensor filled."""
+    def _hear(
+        self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None, energies: list[np.ndarray | None]
+    ) -> tuple[list[SpeechDecision | None], list[bool]]:
+        """The speech gate's decision on each sample's audio (from its log-mel's `energies` where `_tensors` kept
+        them), and which samples are left with nothing the model can answer from. With the gate on (`gate_on`, else
+        the bundle's `predict` setting), audio without speech is left out in place: its presence flag cleared, its
+        tensor filled."""
         n, gate = len(present), self.speech_gate
         silent = [False] * n
         if gate is None:
             return [None] * n, silent
         on = gate.config.predict if gate_on is None else gate_on
-        decisions: list[SpeechDecision | None] = [gate.decide(audio[i]) if present[i, 1] else None for i in range(n)]
+        decisions: list[SpeechDecision | None] = [gate.decide(audio[i], energies[i]) if present[i, 1] else None for i in range(n)]
         for i, decision in enumerate(decisions):
             if on and decision is not None and not decision.speech:
                 present[i, 1], audio[i] = 0, self.contract.fill
@@ -239,8 +252,8 @@ class BundleModel:
         if len(images) != len(audios) or audio_features is not None and len(audio_features) != n:
             raise InputError(f"{len(images)} images but {len(audios)} audio clips" + (f" and {len(audio_features)} audio features" if audio_features is not None else ""))
         t0 = time.perf_counter()
-        image, audio, present = self.tensors(images, audios, sample_rate, color_order, audio_features)
-        speech, silent = self._hear(audio, present, speech_gate)
+        image, audio, present, energies = self._tensors(images, audios, sample_rate, color_order, audio_features)
+        speech, silent = self._hear(audio, present, speech_gate, energies)
         run = [i for i in range(n) if not silent[i]]
         t1 = time.perf_counter()
         if len(run) < n:  # only the samples with something to answer from

@@ -174,21 +174,30 @@ def _resize_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
 
 
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 or float (H, W[, C]) → float32 (height, width[, C]): a box filter by the integer factor per axis, then
-    linear interpolation with half-pixel centres. OpenCV (INTER_AREA at an integer factor, then INTER_LINEAR, on
-    float32) computes exactly this, faster; numpy otherwise. Both agree to float rounding (tested)."""
+def resize(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 or float (H, W[, C]) → float32 (height, width[, C]), written into `out` when given (a C-contiguous
+    float32 array of that shape): a box filter by the integer factor per axis, then linear interpolation with
+    half-pixel centres. OpenCV (INTER_AREA at an integer factor, then INTER_LINEAR, on float32) computes exactly
+    this, faster; numpy otherwise. Both agree to float rounding (tested)."""
     cv2 = _opencv()
     if cv2 is None or image.ndim == 3 and image.shape[2] > 4:
-        return _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
+        x = _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
+        if out is None:
+            return x
+        np.copyto(out, x)
+        return out
     (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
     x = image[:h, :w]  # OpenCV takes rows with a stride: a float32 crop is not copied
     x = x if x.dtype == np.float32 else x.astype(np.float32)
     if fy > 1 or fx > 1:
         x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
     if x.shape[:2] != (height, width):
-        x = cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
-    return x.reshape(height, width, *image.shape[2:])
+        x = cv2.resize(x, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)  # into `out` where it fits
+    if out is None:
+        return x.reshape(height, width, *image.shape[2:])
+    if x is not out:  # (OpenCV made a new array: `out` did not fit, or no resize was left)
+        np.copyto(out, x.reshape(out.shape))
+    return out
 
 
 def to_luma(image: np.ndarray, color_order: str) -> np.ndarray:
@@ -218,7 +227,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec, color_order: str = "RGB
         (_, h), (_, w) = _box_factor(image.shape[0], spec.height), _box_factor(image.shape[1], spec.width)
         if cv2 is not None:
             grey = cv2.transform(image[:h, :w, :3].astype(np.float32), _luma_affine(color_order, tuple(spec.mean), tuple(spec.std)))
-            out[0] = resize(grey, spec.height, spec.width)
+            resize(grey, spec.height, spec.width, out[0])
             return out
         image = to_luma(image[:h, :w], color_order)
     x = resize(image[:, :, :3] if image.ndim == 3 else image, spec.height, spec.width)
@@ -392,10 +401,11 @@ class _MelPlan:
         self.rows = max(1, BLAS_ONE_THREAD_MNK // max(1, *(block.size for *_, block in self.blocks)))
         self.floor, self.scale = np.float32(spec.log_floor * gain), np.float32(1 / spec.std)
 
-    def __call__(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, out: np.ndarray | None = None, energies: np.ndarray | None = None) -> np.ndarray:
         """(..., F, win_length) float32 frames → (..., F, n_mels) log-mel; with `out` (C-contiguous float32
         (..., n_mels, F): the model's layout) written there transposed, by products of the transposed bank blocks
-        (BLAS reads the squares transposed; no copy)."""
+        (BLAS reads the squares transposed; no copy), and the energies the log is taken of, exp(out * std), kept in
+        `energies` when given (C-contiguous, out's shape): the speech gate reads them."""
         lead = frames.shape[:-1]
         if not math.prod(lead):
             return np.zeros((*lead, self.n_mels), np.float32) if out is None else out
@@ -436,11 +446,14 @@ class _MelPlan:
             for start in range(0, n_frames, self.rows):
                 part = slice(start, start + self.rows)
                 for bins, filters, block in self.blocks_t:
-                    np.matmul(block, squares[:, part, bins].swapaxes(-1, -2), out=mel[:, filters, part])
-        np.add(mel, self.floor, out=mel)
-        np.log(mel, out=mel)  # the bank and floor carry exp(-mean): log(mel + floor) - mean
-        if self.shift:
+                    np.matmul(block, squares[:, part, bins].swapaxes(-1, -2), out=(mel if energies is None else energies.reshape(mel.shape))[:, filters, part])
+        kept = mel if energies is None else energies.reshape(mel.shape)  # (the same calls either way)
+        np.add(kept, self.floor, out=kept)
+        np.log(kept, out=mel)  # the bank and floor carry exp(-mean): log(mel + floor) - mean
+        if self.shift:  # the mean is not folded into the bank: subtracted here (and taken out of the energies)
             np.subtract(mel, self.shift, out=mel)
+            if energies is not None:
+                np.multiply(kept, np.float32(math.exp(-self.shift)), out=kept)
         np.multiply(mel, self.scale, out=mel)
         return mel.reshape(*lead, self.n_mels) if out is None else out
 
@@ -474,19 +487,22 @@ def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(clips, shape, strides, writeable=False)
 
 
-def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None) -> np.ndarray:
+def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None, energies: np.ndarray | None = None) -> np.ndarray:
     """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames), written into `out` when given
-    (float32 of that shape: e.g. the model's batch tensor, one copy fewer)."""
+    (float32 of that shape: e.g. the model's batch tensor, one copy fewer); `energies` (C-contiguous float32, the
+    same shape) receives what the log is taken of, exp(log-mel * std)."""
     frames = clip_frames(np.asarray(clips, np.float32), spec)
     shape = (*frames.shape[:-2], 1, spec.n_mels, frames.shape[-2])
     if out is None:
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise InputError(f"log-mel: out must be float32 {shape}, got {out.dtype} {out.shape}")
-    elif not out.flags.c_contiguous:
-        np.copyto(out, log_mel(clips, spec))
+    if energies is not None and (energies.shape != shape or energies.dtype != np.float32 or not energies.flags.c_contiguous):
+        raise InputError(f"log-mel: energies must be C-contiguous float32 {shape}, got {energies.dtype} {energies.shape}")
+    if not out.flags.c_contiguous:
+        np.copyto(out, log_mel(clips, spec, None, energies))
         return out
-    _mel_plan(spec, _opencv())(frames, out)
+    _mel_plan(spec, _opencv())(frames, out, energies)
     return out
 
 
@@ -499,16 +515,19 @@ def prepare_clip(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str
     return fit_length(resample(mono, int(sample_rate), spec.sample_rate), spec.clip_samples, spec.fit)
 
 
-def preprocess_audio(audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio", out: np.ndarray | None = None) -> np.ndarray:
+def preprocess_audio(
+    audio: np.ndarray, sample_rate: int, spec: AudioSpec, name: str = "audio", out: np.ndarray | None = None, energies: np.ndarray | None = None
+) -> np.ndarray:
     """Raw audio → the model's float32 tensor: (1, n_mels, frames) log-mel, or the (1, clip_samples) waveform,
-    written into `out` when given (a float32 array of that shape). Never the caller's memory."""
+    written into `out` when given (a float32 array of that shape). Never the caller's memory. `energies`: for a
+    log-mel, a C-contiguous float32 array of its shape to receive what the log is taken of (see `log_mel`)."""
     if out is not None and (out.shape != spec.shape or out.dtype != np.float32):
         raise InputError(f"{name}: out must be float32 {spec.shape}, got {out.dtype} {out.shape}")
     clip = prepare_clip(audio, sample_rate, spec, name)
     if out is None:
-        return log_mel(clip[None], spec)[0] if spec.features == "log-mel" else clip[None].copy()
+        return log_mel(clip[None], spec, None, None if energies is None else energies[None])[0] if spec.features == "log-mel" else clip[None].copy()
     if spec.features == "log-mel":
-        log_mel(clip[None], spec, out[None])
+        log_mel(clip[None], spec, out[None], None if energies is None else energies[None])
     else:
         out[0] = clip
     return out

@@ -139,13 +139,17 @@ class SpeechGate:
     def _dbfs(self, energy: float) -> float:
         return 10 * math.log10(max(energy, self._tiny)) - self._db_offset
 
-    def decide(self, tensor: np.ndarray) -> SpeechDecision:
+    def decide(self, tensor: np.ndarray, energies: np.ndarray | None = None) -> SpeechDecision:
         """The decision for one sample's audio tensor as the model takes it: (1, n_mels, frames) normalised log-mel,
-        or (1, samples) waveform."""
+        or (1, samples) waveform. `energies`: a log-mel's exp(tensor * std), where the caller has them from the
+        log-mel itself (`preprocess_audio(energies=...)`): read instead of taking the exp again."""
         if self.spec is not self.model_spec:
-            tensor = log_mel(tensor, self.spec)[0]
-        x = tensor[0, self.bands]
-        power = np.exp(x if self._scale == 1 else x * self._scale)  # (bands, frames): (power + log_floor) / gain
+            tensor, energies = log_mel(tensor, self.spec)[0], None
+        if energies is not None:
+            power = energies[0, self.bands]
+        else:
+            x = tensor[0, self.bands]
+            power = np.exp(x if self._scale == 1 else x * self._scale)  # (bands, frames): (power + log_floor) / gain
         n_bands, n_frames = power.shape
         frames = np.sort(np.convolve(np.dot(self._ones[:n_bands], power), self._kernel, "valid"))  # (np.dot: a sum, faster)
         low, level = (self._dbfs(float(frames[i]) * self._gain - len(self._kernel) * n_bands * self._floor) for i in (self._lo, self._hi))

@@ -110,11 +110,11 @@ def test_waveform_model_stream_equals_offline():
 
 
 def test_opencv_and_numpy_preprocessing_agree(monkeypatch):
-    """Resize (box + linear, down and up, colour and grey, odd sizes) and the FFT behind the log-mel give the same
+    """Resize (box + linear, down and up, colour and grey, odd sizes, a box alone, none) and the FFT behind the log-mel give the same
     numbers with OpenCV as with numpy alone."""
     pytest.importorskip("cv2", reason="OpenCV (the app extra) is what numpy is compared with")
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(480, 640, 3), (112, 148, 3), (28, 28), (33, 47, 3), (721, 1283)]]
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(480, 640, 3), (112, 148, 3), (28, 28), (33, 47, 3), (721, 1283), (96, 128, 3), (32, 32, 3)]]
     specs = [ImageSpec(), ImageSpec(height=24, width=40, channels=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), color_order="BGR")]
     clips = rng.normal(0, 0.2, (3, SPEC.clip_samples)).astype(np.float32)
     with_cv = [preprocess_image(f, s, "RGB") for f in frames for s in specs], log_mel(clips, SPEC)

@@ -208,8 +208,24 @@ def test_bad_audio(audio, rate, message):
         preprocess_audio(audio, rate, AudioSpec())
 
 
+@pytest.mark.parametrize("spec", [AudioSpec(mean=-2.2, std=3.6), AudioSpec(mean=50.0, std=2.0)])  # mean folded into the bank, and not
+def test_log_mel_energies_are_what_its_log_was_taken_of(spec):
+    """`energies` receives exp(log-mel * std), the same log-mel beside it, for one clip and a batch."""
+    clips = np.random.default_rng(5).normal(0, 0.1, (3, spec.clip_samples)).astype(np.float32)
+    energies = np.empty((3, *spec.shape), np.float32)
+    feats = log_mel(clips, spec, energies=energies)
+    np.testing.assert_array_equal(feats, log_mel(clips, spec))
+    np.testing.assert_allclose(energies, np.exp(feats.astype(np.float64) * spec.std), rtol=2e-5)
+    one = np.empty(spec.shape, np.float32)
+    np.testing.assert_array_equal(preprocess_audio(clips[1], spec.sample_rate, spec, energies=one), feats[1])
+    np.testing.assert_allclose(one, energies[1], rtol=1e-6)
+    with pytest.raises(InputError, match="energies must be"):
+        log_mel(clips, spec, energies=energies[:, :, :, :5])
+
+
 def test_huge_finite_audio_is_not_called_nan():
     """Finiteness is checked by a sum of squares, which overflows for samples of ~1e17 and more: such audio is
     finite, so it is not refused as NaN or inf (the exact check decides when the sum overflows)."""
     loud = np.full((100, 2), 1e30, np.float32)
-    np.testing.assert_array_equal(to_mono_float(loud), np.full(100, 1e30, np.float32))
+    with np.errstate(over="ignore"):  # (the sum's overflow warning, as squaring such audio later warns anyway)
+        np.testing.assert_array_equal(to_mono_float(loud), np.full(100, 1e30, np.float32))

@@ -51,8 +51,18 @@ def tones(freqs, amps=None) -> np.ndarray:
 
 
 def decide(audio: np.ndarray, rate: int = RATE, spec: AudioSpec = AudioSpec()):
+    """The gate's decision from the model's tensor; for a log-mel also from the energies its log was taken of (what
+    predict() hands the gate): the same decision and measures."""
     gate = SpeechGate(SpeechGateConfig(), spec)
-    return gate.decide(preprocess_audio(audio, rate, spec))
+    tensor = preprocess_audio(audio, rate, spec)
+    alone = gate.decide(tensor)
+    if spec.features == "log-mel":
+        energies = np.empty(spec.shape, np.float32)
+        np.testing.assert_array_equal(preprocess_audio(audio, rate, spec, energies=energies), tensor)
+        read = gate.decide(tensor, energies)
+        assert (read.speech, read.reason.split(" (")[0]) == (alone.speech, alone.reason.split(" (")[0])
+        np.testing.assert_allclose([read.range_db, read.level_dbfs, read.flatness_db], [alone.range_db, alone.level_dbfs, alone.flatness_db], atol=1e-3)
+    return alone
 
 
 # ----------------------------------------------------------------------------- decisions
