@@ -433,7 +433,7 @@ class _MelPlan:
         # per clip: numpy multiplies each clip of the stack on its own, so a clip's answer never depends on the batch it
         # came in (BLAS sums a different M tail in a different order)
         if out is None:
-            mel = np.empty((*squares.shape[:2], self.n_mels), np.float32)
+            mel = kept = np.empty((*squares.shape[:2], self.n_mels), np.float32)
             if n_frames * self.bank.size <= BLAS_ONE_THREAD_MNK:  # a few frames (the live front-end's new hops): one product
                 np.matmul(squares, self.bank, out=mel)
             else:
@@ -443,11 +443,11 @@ class _MelPlan:
                         np.matmul(squares[:, part, bins], block, out=mel[:, part, filters])
         else:
             mel = out.reshape(-1, self.n_mels, n_frames)
+            kept = mel if energies is None else energies.reshape(mel.shape)  # the products' buffer (the same calls either way)
             for start in range(0, n_frames, self.rows):
                 part = slice(start, start + self.rows)
                 for bins, filters, block in self.blocks_t:
-                    np.matmul(block, squares[:, part, bins].swapaxes(-1, -2), out=(mel if energies is None else energies.reshape(mel.shape))[:, filters, part])
-        kept = mel if energies is None else energies.reshape(mel.shape)  # (the same calls either way)
+                    np.matmul(block, squares[:, part, bins].swapaxes(-1, -2), out=kept[:, filters, part])
         np.add(kept, self.floor, out=kept)
         np.log(kept, out=mel)  # the bank and floor carry exp(-mean): log(mel + floor) - mean
         if self.shift:  # the mean is not folded into the bank: subtracted here (and taken out of the energies)
