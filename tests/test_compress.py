@@ -202,8 +202,8 @@ def test_distillation_keeps_the_weights_moving_average(tiny_checkpoint):
     data = dataclasses.replace(data, val=type(data.val)(data.val.image[:200], data.val.audio[:200], data.val.labels[:200]))
     base = DistillConfig(epochs=2, batch_size=32, limit=320, threads=2, student=StudentConfig(widths=(8, 16), dim=16, hidden=32, embedding_dim=16))
     raw = distill_checkpoint(tiny_checkpoint, base, data, progress=False)
-    averaged = distill_checkpoint(tiny_checkpoint, dataclasses.replace(base, ema_decay=0.9), data, progress=False)
-    assert averaged.record["distillation"]["recipe"]["ema_decay"] == 0.9
+    averaged = distill_checkpoint(tiny_checkpoint, dataclasses.replace(base, ema_decay=0.999), data, progress=False)
+    assert averaged.record["distillation"]["recipe"]["ema_decay"] == 0.999
     raw_state, ema_state = raw.model.state_dict(), averaged.model.state_dict()
     assert raw_state.keys() == ema_state.keys()
     assert any(not torch.equal(raw_state[k], ema_state[k]) for k in raw_state if "running_mean" in k)  # BN statistics averaged too
@@ -215,3 +215,26 @@ def test_distillation_keeps_the_weights_moving_average(tiny_checkpoint):
     assert np.isclose(next(iter(kept.values())), best, atol=1e-4)
     with pytest.raises(RecipeError, match="ema_decay"):
         distill_checkpoint(tiny_checkpoint, dataclasses.replace(base, ema_decay=1.0), data, progress=False)
+
+
+def test_the_moving_average_warms_up():
+    """The average follows the weights from the start (decay min(d, (1 + n) / (10 + n)) at the n-th update), where a
+    fixed 0.999 would hold the initial weights for thousands of steps; integer buffers are averaged too, not refused."""
+    import torch
+    from torch import nn
+    from torch.optim.swa_utils import AveragedModel
+
+    from edgemm.distill import warmed_ema
+
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    average = AveragedModel(model, multi_avg_fn=warmed_ema(0.999), use_buffers=True)
+    weight = model[0].weight
+    expected = 0.0
+    for n, value in enumerate([0.0, 1.0, 1.0, 1.0, 5.0]):
+        with torch.no_grad():
+            weight.fill_(value)
+        average.update_parameters(model)
+        decay = min(0.999, (1 + n) / (10 + n)) if n else 0.0  # the first update copies
+        expected = decay * expected + (1 - decay) * value
+    assert abs(average.module[0].weight.item() - expected) < 1e-6
+    assert expected > 1.0  # (a fixed 0.999 would have left it at ~0.008)
