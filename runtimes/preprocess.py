@@ -182,20 +182,17 @@ def resize(image: np.ndarray, height: int, width: int, out: np.ndarray | None = 
     cv2 = _opencv()
     if cv2 is None or image.ndim == 3 and image.shape[2] > 4:
         x = _resize_axis(_resize_axis(image.astype(np.float32), height, 0), width, 1)
-        if out is None:
-            return x
-        np.copyto(out, x)
-        return out
-    (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
-    x = image[:h, :w]  # OpenCV takes rows with a stride: a float32 crop is not copied
-    x = x if x.dtype == np.float32 else x.astype(np.float32)
-    if fy > 1 or fx > 1:
-        x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
-    if x.shape[:2] != (height, width):
-        x = cv2.resize(x, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)  # into `out` where it fits
+    else:
+        (fy, h), (fx, w) = _box_factor(image.shape[0], height), _box_factor(image.shape[1], width)
+        x = image[:h, :w]  # OpenCV takes rows with a stride: a float32 crop is not copied
+        x = x if x.dtype == np.float32 else x.astype(np.float32)
+        if fy > 1 or fx > 1:
+            x = cv2.resize(x, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
+        if x.shape[:2] != (height, width):
+            x = cv2.resize(x, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)  # into `out` where it fits
     if out is None:
         return x.reshape(height, width, *image.shape[2:])
-    if x is not out:  # (OpenCV made a new array: `out` did not fit, or no resize was left)
+    if x is not out:  # (numpy's, or OpenCV made a new array: `out` did not fit, or no resize was left)
         np.copyto(out, x.reshape(out.shape))
     return out
 
@@ -524,10 +521,11 @@ def preprocess_audio(
     if out is not None and (out.shape != spec.shape or out.dtype != np.float32):
         raise InputError(f"{name}: out must be float32 {spec.shape}, got {out.dtype} {out.shape}")
     clip = prepare_clip(audio, sample_rate, spec, name)
+    kept = None if energies is None else energies[None]
     if out is None:
-        return log_mel(clip[None], spec, None, None if energies is None else energies[None])[0] if spec.features == "log-mel" else clip[None].copy()
+        return log_mel(clip[None], spec, None, kept)[0] if spec.features == "log-mel" else clip[None].copy()
     if spec.features == "log-mel":
-        log_mel(clip[None], spec, out[None], None if energies is None else energies[None])
+        log_mel(clip[None], spec, out[None], kept)
     else:
         out[0] = clip
     return out
