@@ -28,6 +28,7 @@ SMOOTH_FRAMES = 5  # frame energies are averaged over 5 hops (50 ms): noise flic
 LOW_PERCENTILE, HIGH_PERCENTILE = 10, 95  # the window's quiet and loud frames
 MIN_LEVEL_DBFS = -100.0  # levels are reported down to here (below: digital silence)
 MIN_FLATNESS_DB = -60.0  # bands more than 60 dB under the strongest count as 60 dB under it
+_LEAST_RATIO = 10 ** (MIN_FLATNESS_DB / 10)
 
 
 class SpeechGateError(InputError):
@@ -152,11 +153,15 @@ class SpeechGate:
             power = np.exp(x if self._scale == 1 else x * self._scale)  # (bands, frames): (power + log_floor) / gain
         n_bands, n_frames = power.shape
         frames = np.sort(np.convolve(np.dot(self._ones[:n_bands], power), self._kernel, "valid"))  # (np.dot: a sum, faster)
-        low, level = (self._dbfs(float(frames[i]) * self._gain - len(self._kernel) * n_bands * self._floor) for i in (self._lo, self._hi))
-        bands = [v * self._gain - n_frames * self._floor for v in np.dot(power, self._ones[:n_frames]).tolist()]
-        least = max(max(bands), self._tiny) * 10 ** (MIN_FLATNESS_DB / 10)
-        bands = [v if v > least else least for v in bands]
-        flatness = 10 * (sum(map(math.log10, bands)) / n_bands - math.log10(sum(bands) / n_bands))
+        floor = len(self._kernel) * n_bands * self._floor
+        low, level = (self._dbfs(frames.item(i) * self._gain - floor) for i in (self._lo, self._hi))
+        # flatness of the bands' energies over the window, (sum * gain - n_frames * floor): scale-free, so taken of
+        # them over the strongest one, those under MIN_FLATNESS_DB counted at it
+        sums = np.dot(power, self._ones[:n_frames]).tolist()
+        shift = n_frames * self._floor / self._gain
+        top = 1 / max(max(sums) - shift, self._tiny / self._gain)
+        ratios = [r if (r := (v - shift) * top) > _LEAST_RATIO else _LEAST_RATIO for v in sums]
+        flatness = 10 * (sum(map(math.log10, ratios)) / n_bands - math.log10(sum(ratios) / n_bands))
         c = self.config
         if level < c.floor_dbfs:
             reason = f"silence (loudest frames {level:.0f} dBFS < floor {c.floor_dbfs:g})"
