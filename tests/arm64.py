@@ -6,7 +6,8 @@ distribution (`device/`: edgemm-device, no torch, no model code) into it, and `q
 runs its Python. qemu looks paths up under ROOTFS first, so a plain file `ROOTFS/proc/cpuinfo` describes the
 emulated CPU to the guest (onnxruntime reads it at import, and must see the CPU that `QEMU_CPU` emulates: a
 cpuinfo claiming dot product on a core without it ends in SIGILL). The rootfs and wheels are cached between
-runs under `$EDGEMM_DEVICE_CACHE` (default `~/.cache/edgemm-device`); edgemm-device is reinstalled on every run.
+runs under `$EDGEMM_DEVICE_CACHE` (default `~/.cache/edgemm-device`; the userlands of other pins are removed);
+edgemm-device is reinstalled on every run.
 """
 from __future__ import annotations
 
@@ -118,6 +119,9 @@ class Arm64Device:
             (staging / "proc").mkdir(exist_ok=True)
             (staging / "ready").write_text(" ".join(wheels))
             staging.rename(root)
+        for stale in root.parent.glob("arm64-*"):  # userlands of other pins (~430 MB each): this one replaces them
+            if stale != root:
+                shutil.rmtree(stale, ignore_errors=True)
         device = cls(root, qemu)
         shutil.rmtree(root / "opt" / "edgemm", ignore_errors=True)
         _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
