@@ -116,6 +116,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def default_checkpoint(name: str = "teacher") -> Path:
-    """A checkpoint shipped inside the package: "teacher" or "student"."""
+    """A checkpoint shipped inside the package: "teacher", "teacher16" (the same recipe, 16 epochs) or "student"."""
     return Path(__file__).parent / "checkpoints" / f"{name}.safetensors"
 

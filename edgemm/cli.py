@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the default job: data → teacher → student → ONNX → INT8 → verify → comparison table")
     p.add_argument("--out", default="demo-out", help="folder for the bundle and sample files")
-    p.add_argument("--train", action="store_true", help="train the teacher and distil the student afresh instead of using the shipped checkpoints")
+    p.add_argument("--train", action="store_true", help="train the two teachers and distil the student afresh (its shipped recipe) instead of using the shipped checkpoints")
     p.add_argument("--threads", type=int, default=2, help="threads for latency measurements")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -1,1 +1,1 @@
-"""The shipped default teacher checkpoint (made by `edgemm train` with the seed in its config)."""
+"""The shipped checkpoints: the teachers (`edgemm train`, 8 and 16 epochs) and the student distilled from both."""
