@@ -374,10 +374,14 @@ class _MelPlan:
         self.window = np.hanning(spec.win_length + 1)[:-1].astype(np.float32)  # periodic Hann
         bank = mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax)
         self.cv2 = cv2 if spec.n_fft % 2 == 0 else None
-        # up to a clip's frames, OpenCV windows them: copied into the work rows, then multiplied in place by the window
-        # stacked per row (7.5 µs for 1 s after an inference call against numpy's broadcast multiply of the overlapping
-        # frames' view, 12 µs; the same float32 products). (OpenCV must not read that view itself: its rows overlap.)
-        self.windows = np.ascontiguousarray(np.broadcast_to(self.window, (spec.frames, spec.win_length))) if self.cv2 else None
+        # up to a clip's frames, OpenCV windows them straight into the work rows, one multiply per hop-wide piece of the
+        # window: piece j of frame i is samples (i + j) * hop onwards, so each piece of every frame is a matrix whose
+        # rows do not overlap, which OpenCV reads in place (the frames' own view overlaps: OpenCV may not read it). The
+        # same float32 products as numpy's broadcast multiply; 1 s after an inference call: 12.2 -> 11.2 µs against
+        # copying the frames into the rows and multiplying them there by the whole window (numpy alone: ~16).
+        hop, win = spec.hop_length, spec.win_length
+        self.pieces = [(slice(j, min(j + hop, win)), np.ascontiguousarray(np.broadcast_to(self.window[j : j + hop], (spec.frames, min(j + hop, win) - j))))
+                       for j in range(0, win, hop)] if self.cv2 else []  # fmt: skip
         if self.cv2 is not None:  # CCS layout of a real DFT row: re0, re1, im1, re2, im2, ..., re(n/2)
             n = spec.n_fft
             self.bank = np.zeros((n, spec.n_mels), np.float32)
@@ -398,6 +402,17 @@ class _MelPlan:
         self.rows = max(1, BLAS_ONE_THREAD_MNK // max(1, *(block.size for *_, block in self.blocks)))
         self.floor, self.scale = np.float32(spec.log_floor * gain), np.float32(1 / spec.std)
 
+    def _window(self, frames: np.ndarray, padded: np.ndarray) -> None:
+        """The windowed frames into the first win_length columns of the work rows `padded`."""
+        n = len(padded)
+        if self.pieces and n <= len(self.pieces[0][1]) and frames.dtype == np.float32:
+            rows = frames.reshape(n, self.win_length)  # one clip's frames (a view), or whole frames
+            if rows.strides[1] == rows.itemsize and rows.strides[0] >= rows.itemsize * self.pieces[0][1].shape[1]:
+                for cols, weights in self.pieces:  # OpenCV ROIs of the work array, written in place
+                    self.cv2.multiply(rows[:, cols], weights[:n], dst=padded[:, cols])
+                return
+        np.multiply(frames, self.window, out=padded.reshape(*frames.shape[:-1], self.n_fft)[..., : self.win_length])  # (no copy of the frames)
+
     def __call__(self, frames: np.ndarray, out: np.ndarray | None = None, energies: np.ndarray | None = None) -> np.ndarray:
         """(..., F, win_length) float32 frames → (..., F, n_mels) log-mel; with `out` (C-contiguous float32
         (..., n_mels, F): the model's layout) written there transposed, by products of the transposed bank blocks
@@ -412,13 +427,7 @@ class _MelPlan:
             padded = np.zeros(shape, np.float32)
         else:
             padded[:, self.win_length :] = 0
-        windowed = padded.reshape(*lead, self.n_fft)[..., : self.win_length]
-        if self.windows is not None and len(padded) <= len(self.windows) and frames.dtype == np.float32:
-            np.copyto(windowed, frames)
-            rows = padded[:, : self.win_length]
-            self.cv2.multiply(rows, self.windows[: len(padded)], dst=rows)  # in place: an OpenCV ROI of the work array
-        else:
-            np.multiply(frames, self.window, out=windowed)  # (no copy of the frames)
+        self._window(frames, padded)
         if self.cv2 is not None:
             squares = self.cv2.dft(padded, padded, flags=self.cv2.DFT_ROWS)  # in place: half the memory touched, ~5 µs less
             np.square(squares, out=squares)
