@@ -52,6 +52,11 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def recipe_file(path: str | Path) -> Path:
+    """The distillation recipe (YAML) kept beside a student checkpoint."""
+    return Path(path).with_suffix(".recipe.yaml")
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -59,7 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from edgemm.checkpoint import save_checkpoint
+    from edgemm.checkpoint import recipe_file, save_checkpoint
     from edgemm.distill import DistillConfig, distill, distill_checkpoint
     from edgemm.recipes import read_recipe, write_recipe
     from edgemm.runtimes.manifest import sha256_file
@@ -91,7 +91,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
             data = _distill_data(args, load_checkpoint(args.teacher[0]).contract)
         student = distill_checkpoint(args.teacher, config, data, progress=not args.quiet)
     path = save_checkpoint(args.output, student)
-    recipe = write_recipe(config, path.with_suffix(".recipe.yaml"))
+    recipe = write_recipe(config, recipe_file(path))
     run = student.record["distillation"]
     first = next(iter(run["teacher"]["val"]))
     print(f"wrote {path} (+ {path.with_suffix('.json').name}, {recipe.name}): {run['parameters']:,} parameters "

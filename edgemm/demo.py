@@ -16,7 +16,7 @@ from edgemm.bundle_bench import (
     plot_bench,
     render_bench,
 )
-from edgemm.checkpoint import default_checkpoint, load_checkpoint, save_checkpoint
+from edgemm.checkpoint import default_checkpoint, load_checkpoint, recipe_file, save_checkpoint
 from edgemm.compare import Entry, Target, compare, render, render_targets, targets
 from edgemm.data.avdigits import SAMPLE_RATE, build, config_from_record, load_split
 from edgemm.data.features import split_tensors
@@ -52,7 +52,7 @@ def _student(out: Path, teachers: list[Path], retrain: bool) -> Path:
     from edgemm.distill import DistillConfig, distill_checkpoint
     from edgemm.recipes import read_recipe
 
-    recipe = read_recipe(DistillConfig, default_checkpoint("student").with_suffix(".recipe.yaml"))  # the shipped student's
+    recipe = read_recipe(DistillConfig, recipe_file(default_checkpoint("student")))  # the shipped student's
     print("    distilling the student from both teachers with the shipped student's recipe (~40 minutes on 2 cores)")
     return save_checkpoint(out / "student.safetensors", distill_checkpoint(teachers, recipe))
 
