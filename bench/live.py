@@ -7,7 +7,8 @@ latency, drops, queue depth over time, that process's memory, and the runtime's 
 `--soak S` runs S seconds (the sample stream loops) for the memory check. The overhead rows time,
 side by side on the stream's frames and audio (alternating which goes first), the bare backend call,
 `BundleModel.infer` (edgemm's checks and I/O around it), the live answer (streaming audio front-end + predict
-on the frame) and batch-1 `predict` from a raw frame + 1 s of audio.
+on the frame) and batch-1 `predict` from a raw frame + 1 s of audio (with the speech gate off, as by default, its
+decision is made when first read: also timed with it read).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def overhead(model, video: Path, wav: Path, count: int = 300, repeats: int = 5) 
     """Median ms per call on the stream's own frames and audio, side by side (alternating which goes first): the bare
     backend call and `BundleModel.infer` on preprocessed tensors, the live answer (the streaming front-end's window
     for the frame, fed with the audio that arrived since the last frame, then `predict` on the frame), and batch-1
-    `predict` from the raw frame + 1 s of audio."""
+    `predict` from the raw frame + 1 s of audio, and the same with its speech decision read."""
     import cv2
     import soundfile
     from edgemm.runtimes.live import AudioRing, StreamFrontEnd
@@ -72,6 +73,7 @@ def overhead(model, video: Path, wav: Path, count: int = 300, repeats: int = 5) 
             "BundleModel.infer": lambda k: model.infer(*tensors[k]),
             "live answer (stream front-end + predict)": live,
             "predict (raw frame + 1 s audio)": lambda k: model.predict(image=frames[k], audio=audio[ends[k] - rate : ends[k]], sample_rate=rate, color_order="BGR"),
+            "predict, then its speech decision read": lambda k: model.predict(image=frames[k], audio=audio[ends[k] - rate : ends[k]], sample_rate=rate, color_order="BGR").speech,
         }
         for k in range(count):
             ring.write(audio[written : ends[k]], round(ends[k] * 1e6 / rate))  # the microphone's blocks since the last frame

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,16 @@ class Prediction:
     preprocess_ms: float
     inference_ms: float
     similarities: np.ndarray | None = None  # with enrolled examples: cosine to the nearest example of each label
-    speech: SpeechDecision | None = None  # the speech gate's decision on the audio given (None without audio)
+    # the speech gate's decision, or what makes it when first read (`speech`): predict() needs it only with the gate on
+    _speech: SpeechDecision | Callable[[], SpeechDecision] | None = field(default=None, repr=False)
+
+    @property
+    def speech(self) -> SpeechDecision | None:
+        """The speech gate's decision on the audio given (None without audio). With the gate off the answer does not
+        depend on it, so `predict` leaves it to be made here, when first read (~10 µs), from the features it kept."""
+        if callable(self._speech):
+            self._speech = self._speech()
+        return self._speech
 
     @property
     def scores(self) -> np.ndarray | None:
@@ -213,19 +223,21 @@ class BundleModel:
 
     def _hear(
         self, audio: np.ndarray, present: np.ndarray, gate_on: bool | None, energies: list[np.ndarray | None]
-    ) -> tuple[list[SpeechDecision | None], list[bool]]:
+    ) -> tuple[list[SpeechDecision | Callable[[], SpeechDecision] | None], list[bool]]:
         """The speech gate's decision on each sample's audio (from its log-mel's `energies` where `_tensors` kept
         them), and which samples are left with nothing the model can answer from. With the gate on (`gate_on`, else
         the bundle's `predict` setting), audio without speech is left out in place: its presence flag cleared, its
-        tensor filled."""
+        tensor filled. With it off, each decision is left to be made when it is read: a call on the sample's own
+        tensors, which nothing writes to after this."""
         n, gate = len(present), self.speech_gate
         silent = [False] * n
         if gate is None:
             return [None] * n, silent
-        on = gate.config.predict if gate_on is None else gate_on
+        if not (gate.config.predict if gate_on is None else gate_on):
+            return [partial(gate.decide, audio[i], energies[i]) if present[i, 1] else None for i in range(n)], silent
         decisions: list[SpeechDecision | None] = [gate.decide(audio[i], energies[i]) if present[i, 1] else None for i in range(n)]
         for i, decision in enumerate(decisions):
-            if on and decision is not None and not decision.speech:
+            if decision is not None and not decision.speech:
                 present[i, 1], audio[i] = 0, self.contract.fill
                 silent[i] = not present[i, 0] or self.contract.missing == "required"  # the model cannot answer without it
         return decisions, silent
@@ -266,7 +278,7 @@ class BundleModel:
         results, rows, flags = [], iter(range(len(run))), present.tolist()  # the model's batch row of each sample it answered
         for i in range(n):
             if silent[i]:
-                results.append(Prediction(None, -1, None, None, (), (t1 - t0) * per, 0.0, speech=speech[i]))
+                results.append(Prediction(None, -1, None, None, (), (t1 - t0) * per, 0.0, _speech=speech[i]))
                 continue
             j = next(rows)
             idx = int(scores[j].argmax()) if scores is not None else -1

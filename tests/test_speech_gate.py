@@ -160,6 +160,18 @@ def test_predict_reports_the_decision_and_gates_only_when_asked(model, word, dig
     assert heard.modalities == ("audio",) and heard.label is not None and not heard.speech.speech
 
 
+def test_a_decision_read_later_is_the_one_on_its_own_audio(model, word, digit):
+    """With the gate off, predict() leaves the decision to be made when it is read: after other answers it is still
+    the decision on that answer's audio, as the gate on makes it."""
+    audios = [speech(word, -20), noise("white", -65), np.zeros(RATE, np.float32), speech(word, -35)]
+    later = [model.predict(image=digit, audio=a, sample_rate=RATE) for a in audios]
+    batch = model.predict_batch([digit] * len(audios), audios, RATE)
+    for a, p, b in zip(audios, later, batch):
+        assert p.speech == b.speech == model.predict(image=digit, audio=a, sample_rate=RATE, speech_gate=True).speech
+    assert [p.speech.speech for p in later] == [True, False, False, True]
+    assert all(p.modalities == ("image", "audio") and not p.gated for p in later)
+
+
 def test_a_batch_answers_each_sample_as_alone(model, word, digit):
     audios = [speech(word, -20), np.zeros(RATE, np.float32), noise("pink", -30), speech(word, -40)]
     images = [digit, digit, None, None]
