@@ -135,10 +135,11 @@ class ModelContract:
 
     def outputs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's outputs under their canonical names (`logits`, `embedding`)."""
-        missing = [n for n in self.output_names if n not in raw]
-        if missing:
-            raise ContractError(f"the model gave no output {', '.join(missing)} (it has {', '.join(raw) or 'none'})")
-        return {canonical: raw[name] for canonical, name in zip(OUTPUTS, (self.logits_output, self.embedding_output)) if name is not None}
+        try:
+            return {canonical: raw[name] for canonical, name in zip(OUTPUTS, (self.logits_output, self.embedding_output)) if name is not None}
+        except KeyError:
+            missing = [n for n in self.output_names if n not in raw]
+            raise ContractError(f"the model gave no output {', '.join(missing)} (it has {', '.join(raw) or 'none'})") from None
 
     def runner(self, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> Callable[..., dict[str, np.ndarray]]:
         """A canonical `infer(image, audio, present)` over a backend's `run(named inputs) → named outputs`."""

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ class BundleModel:
         from the image alone, or, with nothing left to answer from, has no label and no modalities."""
         if images is None and audios is None and audio_features is None:
             raise InputError("give images, audios or both")
-        n = len(next(x for x in (images, audios, audio_features) if x is not None))
+        n = len(images if images is not None else audios if audios is not None else audio_features)
         images = list(images) if images is not None else [None] * n
         audios = list(audios) if audios is not None else [None] * n
         if len(images) != len(audios) or audio_features is not None and len(audio_features) != n:
@@ -282,7 +283,7 @@ class BundleModel:
                 continue
             j = next(rows)
             idx = int(scores[j].argmax()) if scores is not None else -1
-            used = tuple(m for m, flag in zip(MODALITIES, flags[j]) if flag)
+            used = tuple(compress(MODALITIES, flags[j]))
             results.append(Prediction(
                 labels[idx] if idx >= 0 else None, idx, None if probs is None else probs[j], out["embedding"][j] if "embedding" in out else None,
                 used, (t1 - t0) * per, (t2 - t1) * per, None if sims is None else sims[j], speech[i],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ class ImageSpec:
     def from_dict(cls, data: dict[str, Any]) -> "ImageSpec":
         return _from_dict(cls, data)
 
-    @property
+    @cached_property  # (read per frame: kept once computed; not a field)
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, self.height, self.width)
 
@@ -72,15 +72,15 @@ class AudioSpec:
     def from_dict(cls, data: dict[str, Any]) -> "AudioSpec":
         return _from_dict(cls, data)
 
-    @property
+    @cached_property
     def clip_samples(self) -> int:
         return int(round(self.sample_rate * self.clip_seconds))
 
-    @property
+    @cached_property
     def frames(self) -> int:
         return 1 + (self.clip_samples - self.win_length) // self.hop_length
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, ...]:
         return (1, self.n_mels, self.frames) if self.features == "log-mel" else (1, self.clip_samples)
 
@@ -275,15 +275,15 @@ def to_mono_float(audio: np.ndarray, name: str = "audio") -> np.ndarray:
         raise InputError(f"{name}: expected (samples,) or (samples, channels), got shape {audio.shape}")
     if audio.size == 0:
         raise InputError(f"{name}: audio is empty")
-    if audio.dtype == np.int16:
-        x = audio.astype(np.float32) / 32768.0
-    elif audio.dtype == np.int32:
-        x = (audio / 2147483648.0).astype(np.float32)
-    elif audio.dtype.kind == "f":
+    if audio.dtype.kind == "f":
         flat = audio.reshape(-1)  # a sum of squares is finite only without NaN or inf (cheaper than isfinite's mask);
         if not math.isfinite(np.dot(flat, flat)) and not np.isfinite(flat).all():  # else it may just overflow
             raise InputError(f"{name}: audio contains NaN or inf")
         x = audio.astype(np.float32, copy=False)
+    elif audio.dtype == np.int16:
+        x = audio.astype(np.float32) / 32768.0
+    elif audio.dtype == np.int32:
+        x = (audio / 2147483648.0).astype(np.float32)
     else:
         raise InputError(f"{name}: expected float32, int16 or int32 samples, got {audio.dtype}")
     return x.mean(axis=1) if x.ndim == 2 else x

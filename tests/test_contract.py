@@ -114,6 +114,15 @@ def test_bad_contracts_name_what_is_wrong(kwargs, message):
         ModelContract(**kwargs)
 
 
+def test_an_output_the_contract_names_but_the_backend_did_not_give_is_a_clear_error():
+    contract = ModelContract(image=RGB, labels=LABELS, logits_output="scores", embedding_output="vector")
+    scores, vector = np.zeros((1, 12), np.float32), np.ones((1, 8), np.float32)
+    outputs = contract.outputs({"scores": scores, "vector": vector, "extra": vector})
+    assert list(outputs) == ["logits", "embedding"] and outputs["logits"] is scores and outputs["embedding"] is vector
+    with pytest.raises(ContractError, match=r"the model gave no output vector \(it has scores, extra\)"):
+        contract.outputs({"scores": scores, "extra": vector})
+
+
 def test_schema_1_bundles_still_load(tiny_bundle, tiny_test_split):
     """An edgemm 0.1 manifest (preprocessing, inputs, outputs and missing_modality at the top level) is read as the
     built-in contract and answers exactly as its schema-2 form."""
