@@ -15,6 +15,7 @@ Defaults tuned with bench/speech_gate.py.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -154,14 +155,16 @@ class SpeechGate:
         n_bands, n_frames = power.shape
         frames = np.sort(np.convolve(np.dot(self._ones[:n_bands], power), self._kernel, "valid"))  # (np.dot: a sum, faster)
         floor = len(self._kernel) * n_bands * self._floor
-        low, level = (self._dbfs(frames.item(i) * self._gain - floor) for i in (self._lo, self._hi))
+        low, level = self._dbfs(frames.item(self._lo) * self._gain - floor), self._dbfs(frames.item(self._hi) * self._gain - floor)
         # flatness of the bands' energies over the window, (sum * gain - n_frames * floor): scale-free, so taken of
         # them over the strongest one, those under MIN_FLATNESS_DB counted at it
         sums = np.dot(power, self._ones[:n_frames]).tolist()
         shift = n_frames * self._floor / self._gain
         top = 1 / max(max(sums) - shift, self._tiny / self._gain)
         ratios = [r if (r := (v - shift) * top) > _LEAST_RATIO else _LEAST_RATIO for v in sums]
-        flatness = 10 * (sum(map(math.log10, ratios)) / n_bands - math.log10(sum(ratios) / n_bands))
+        product = math.prod(ratios)  # one log of the product (each ratio ≥ 1e-6: a normal float up to 50 bands), else a sum of logs
+        logs = math.log10(product) if product >= sys.float_info.min else math.fsum(map(math.log10, ratios))
+        flatness = 10 * (logs / n_bands - math.log10(sum(ratios) / n_bands))
         c = self.config
         if level < c.floor_dbfs:
             reason = f"silence (loudest frames {level:.0f} dBFS < floor {c.floor_dbfs:g})"
