@@ -44,8 +44,9 @@ def test_log_mel_matches_torch_stft():
 
 
 def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
-    """The log-mel's work buffers are kept per thread (preprocess.scratch, up to SCRATCH_BYTES): a clip's features equal
-    those computed in fresh buffers, after a longer batch and after a batch too big for the buffers, in threads too."""
+    """The log-mel's work buffers are kept per thread (preprocess.scratch, up to SCRATCH_BYTES), with the views of them
+    every call takes: a clip's features equal those computed in fresh buffers, after a longer batch and after a batch
+    too big for the buffers, in threads too, and whatever the kept buffer held before."""
     from concurrent.futures import ThreadPoolExecutor
 
     from edgemm.runtimes import preprocess
@@ -68,6 +69,12 @@ def test_log_mel_of_a_clip_does_not_depend_on_the_calls_before(monkeypatch):
         for out, want in zip(pool.map(lambda x: log_mel(x[None], spec), inputs), expected):
             np.testing.assert_array_equal(out, want)
     assert not np.shares_memory(log_mel(clip, spec), log_mel(clip, spec))
+    held = vars(preprocess._scratch)["mel-frames"]
+    for forget in (True, False):  # NaN in every kept float, under new rows and under the thread's last ones
+        held[:] = 255
+        if forget:
+            vars(preprocess._MelRows._last).clear()
+        np.testing.assert_array_equal(log_mel(clip, spec), fresh)
     monkeypatch.setattr(preprocess, "_opencv", lambda: None)  # numpy's DFT: the frames buffer kept, the spectrum not
     numpy_clip = log_mel(clip, spec)
     np.testing.assert_allclose(numpy_clip, fresh, atol=1e-4)
