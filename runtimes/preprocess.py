@@ -532,6 +532,11 @@ def clip_frames(clips: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(clips, shape, strides, writeable=False)
 
 
+def _check_energies(energies: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    if energies is not None and (energies.shape != shape or energies.dtype != np.float32 or not energies.flags.c_contiguous):
+        raise InputError(f"log-mel: energies must be C-contiguous float32 {shape}, got {energies.dtype} {energies.shape}")
+
+
 def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None, energies: np.ndarray | None = None) -> np.ndarray:
     """Normalised log-mel of float32 clips (B, clip_samples) → (B, 1, n_mels, frames), written into `out` when given
     (float32 of that shape: e.g. the model's batch tensor, one copy fewer); `energies` (C-contiguous float32, the
@@ -542,8 +547,7 @@ def log_mel(clips: np.ndarray, spec: AudioSpec, out: np.ndarray | None = None, e
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise InputError(f"log-mel: out must be float32 {shape}, got {out.dtype} {out.shape}")
-    if energies is not None and (energies.shape != shape or energies.dtype != np.float32 or not energies.flags.c_contiguous):
-        raise InputError(f"log-mel: energies must be C-contiguous float32 {shape}, got {energies.dtype} {energies.shape}")
+    _check_energies(energies, shape)
     if not out.flags.c_contiguous:
         np.copyto(out, log_mel(clips, spec, None, energies))
         return out
@@ -569,11 +573,17 @@ def preprocess_audio(
     if out is not None and (out.shape != spec.shape or out.dtype != np.float32):
         raise InputError(f"{name}: out must be float32 {spec.shape}, got {out.dtype} {out.shape}")
     clip = prepare_clip(audio, sample_rate, spec, name)
+    if spec.features != "log-mel":
+        if out is None:
+            return clip[None].copy()
+        out[0] = clip
+        return out
     kept = None if energies is None else energies[None]
     if out is None:
-        return log_mel(clip[None], spec, None, kept)[0] if spec.features == "log-mel" else clip[None].copy()
-    if spec.features == "log-mel":
-        log_mel(clip[None], spec, out[None], kept)
+        return log_mel(clip[None], spec, None, kept)[0]
+    if out.flags.c_contiguous:  # the clip's frames straight into `out`: log_mel's work in fewer steps
+        _check_energies(energies, spec.shape)
+        _mel_plan(spec, _opencv())(clip_frames(clip, spec), out, energies)
     else:
-        out[0] = clip
+        log_mel(clip[None], spec, out[None], kept)
     return out

@@ -229,6 +229,15 @@ def test_log_mel_energies_are_what_its_log_was_taken_of(spec):
     np.testing.assert_allclose(one, energies[1], rtol=1e-6)
     with pytest.raises(InputError, match="energies must be"):
         log_mel(clips, spec, energies=energies[:, :, :, :5])
+    into, kept = np.empty(spec.shape, np.float32), np.empty(spec.shape, np.float32)  # written in place, as predict() does
+    assert preprocess_audio(clips[2], spec.sample_rate, spec, out=into, energies=kept) is into
+    np.testing.assert_array_equal(into, feats[2])
+    np.testing.assert_allclose(kept, energies[2], rtol=1e-6)
+    strided = np.empty((*spec.shape[:-1], 2 * spec.shape[-1]), np.float32)[..., ::2]  # an `out` that is not C-contiguous
+    assert preprocess_audio(clips[2], spec.sample_rate, spec, out=strided) is strided
+    np.testing.assert_array_equal(strided, feats[2])
+    with pytest.raises(InputError, match=r"energies must be C-contiguous float32 \(1, \d+, \d+\)"):
+        preprocess_audio(clips[2], spec.sample_rate, spec, out=into, energies=kept[..., :5])
 
 
 def test_huge_finite_audio_is_not_called_nan():
