@@ -124,7 +124,7 @@ def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress
 
 VENDOR_NOTE = ("vendor p50: the median batch-1 latency the format's own tool reports on the same file with the same threads "
                "(benchmark_app -hint latency: the request's latency inside C++, no Python call; litert-benchmark: CompiledModel.run_by_name "
-               "wall time, to 0.01 ms), inputs pre-filled, outputs not read; x vendor = p50 ms b1 / vendor p50. onnxruntime's wheel has no such tool.")  # fmt: skip
+               "wall time, its median read before it rounds it to the 0.01 ms it prints), inputs pre-filled, outputs not read; x vendor = p50 ms b1 / vendor p50. onnxruntime's wheel has no such tool.")  # fmt: skip
 
 
 def render_bench(rows: list[BenchRow], title: str, baseline: str | None = None) -> str:

@@ -3,7 +3,7 @@
 | format   | tool (package)                         | what its median is                                               |
 |----------|----------------------------------------|------------------------------------------------------------------|
 | openvino | `benchmark_app` (openvino)             | `InferRequest.latency` of sync `infer()` on pre-filled inputs, measured in C++ |
-| tflite   | `litert-benchmark` (ai-edge-litert)    | Python wall time of `CompiledModel.run_by_name` on pre-filled TensorBuffers; printed to 0.01 ms |
+| tflite   | `litert-benchmark` (ai-edge-litert)    | Python wall time of `CompiledModel.run_by_name` on pre-filled TensorBuffers (read unrounded) |
 
 The commands (`vendor_command`), batch 1, the thread count and number of runs `edgemm bench` uses:
 
@@ -11,6 +11,9 @@ The commands (`vendor_command`), batch 1, the thread count and number of runs `e
         config.json: {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": "N"}}
     litert-benchmark --model model.tflite --num_threads N --num_runs RUNS --warmup_runs 20 --result_json result.json
 
+litert-benchmark prints its median to 0.01 ms (its JSON too): 30 % of a 0.03 ms INT8 figure. Where its module is
+importable here, it runs as `python -c LITERT_UNROUNDED ARGS`: the tool's own `main()`, with its `statistics.median`
+kept before the report rounds it (`edgemm: unrounded median ... ms`); else the executable, rounded.
 (benchmark_app accepts -nthreads only with `-hint none`, so `-hint latency` and the threads go in its config file;
 f32 is what edgemm's OpenVINO backend compiles every IR at.) Neither tool times feeding inputs or reading outputs,
 and benchmark_app's figure is measured inside C++, without the ~20 µs a Python `infer()` call adds: an `edgemm`
@@ -21,6 +24,7 @@ whose `p50_ms` is None and whose `note` says why; nothing here raises.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -34,6 +38,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TOOLS = {"openvino": "benchmark_app", "tflite": "litert-benchmark"}
+LITERT_MODULE = "ai_edge_litert.tools.benchmark_litert_model"  # litert-benchmark's entry point: `main()`
+# litert-benchmark's own run, its median kept before the report rounds it to 0.01 ms (every other statistic as is)
+LITERT_UNROUNDED = f"""
+import statistics, sys
+import {LITERT_MODULE} as tool
+kept = []
+class Statistics:
+    def __getattr__(self, name):
+        return getattr(statistics, name)
+    def median(self, values):
+        kept.append(statistics.median(values))
+        return kept[-1]
+tool.statistics = Statistics()
+sys.argv[0] = "litert-benchmark"
+try:
+    sys.exit(tool.main())
+finally:
+    if kept:
+        print(f"edgemm: unrounded median {{kept[-1]!r}} ms")
+"""
+UNROUNDED = re.compile(r"^edgemm: unrounded median ([0-9.eE+-]+) ms$", re.MULTILINE)
 TIMEOUT_S = 120  # per tool run; a run that takes longer is reported as a note, not waited for
 
 
@@ -85,16 +110,21 @@ def parse_benchmark_app(text: str) -> tuple[float | None, float | None]:
 
 
 def parse_litert_benchmark(text: str, result_json: Path | None = None) -> tuple[float | None, float | None]:
-    """(median, average) in ms from litert-benchmark's `--result_json` file, else from its printed table."""
+    """(median, average) in ms from litert-benchmark's `--result_json` file, else from its printed table; the median
+    unrounded where the run printed it so (`LITERT_UNROUNDED`)."""
+    unrounded = UNROUNDED.search(text)
+    median, avg = None, None
     if result_json is not None and result_json.is_file():
         try:
             latency = json.loads(result_json.read_text())["latency"]
-            return float(latency["median_ms"]), float(latency["avg_ms"])
+            median, avg = float(latency["median_ms"]), float(latency["avg_ms"])
         except (ValueError, KeyError, TypeError):
             pass
-    median = re.search(r"^Inference \(median\):\s+([0-9.]+) ms", text, re.MULTILINE)
-    avg = re.search(r"^Inference \(avg\):\s+([0-9.]+) ms", text, re.MULTILINE)
-    return (float(median.group(1)) if median else None), (float(avg.group(1)) if avg else None)
+    if median is None:
+        printed = re.search(r"^Inference \(median\):\s+([0-9.]+) ms", text, re.MULTILINE)
+        mean = re.search(r"^Inference \(avg\):\s+([0-9.]+) ms", text, re.MULTILINE)
+        median, avg = (float(printed.group(1)) if printed else None), (float(mean.group(1)) if mean else None)
+    return (float(unrounded.group(1)) if unrounded else median), avg
 
 
 def _last_line(text: str) -> str:
@@ -136,6 +166,16 @@ def _run(command: list[str], parse, tool: str) -> VendorFigure:
     return figure
 
 
+def _own_litert_tool(exe: str) -> bool:
+    """Is `exe` the litert-benchmark of this Python's environment, whose module it can run itself?"""
+    if Path(exe).resolve().parent != Path(sys.executable).resolve().parent and Path(exe).parent != Path(sys.executable).parent:
+        return False
+    try:
+        return importlib.util.find_spec(LITERT_MODULE) is not None
+    except ImportError:  # ai_edge_litert itself is not installed here
+        return False
+
+
 def vendor_command(file: Path, fmt: str, threads: int | None, runs: int, warmup: int, workdir: Path, exe: Path | str | None = None):
     """(command, parse) that run the format's tool on `file` at batch 1 and read its (median, mean) ms from the
     output; files the tool needs (config, result) go in `workdir`. None for a format without a tool."""
@@ -155,7 +195,8 @@ def vendor_command(file: Path, fmt: str, threads: int | None, runs: int, warmup:
                    "-shape", ir_batch1_shapes(file), "-niter", str(runs)]  # fmt: skip
         return command, parse_benchmark_app
     result = workdir / "result.json"
-    command = [exe, "--model", str(file), "--num_threads", str(threads or 0), "--num_runs", str(runs), "--warmup_runs", str(warmup),
+    runner = [sys.executable, "-c", LITERT_UNROUNDED] if _own_litert_tool(exe) else [exe]
+    command = [*runner, "--model", str(file), "--num_threads", str(threads or 0), "--num_runs", str(runs), "--warmup_runs", str(warmup),
                "--result_json", str(result)]  # fmt: skip
     return command, lambda text: parse_litert_benchmark(text, result)
 
