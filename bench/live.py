@@ -68,12 +68,15 @@ def overhead(model, video: Path, wav: Path, count: int = 300, repeats: int = 5) 
             window = front.window(round(ends[k] * 1e6 / rate))
             model.predict(image=frames[k], audio_features=window.tensor, color_order="BGR")
 
+        def raw(k: int):
+            return model.predict(image=frames[k], audio=audio[ends[k] - rate : ends[k]], sample_rate=rate, color_order="BGR")
+
         calls = {
             "bare backend.run": lambda k: model.backend.run(feeds[k]),
             "BundleModel.infer": lambda k: model.infer(*tensors[k]),
             "live answer (stream front-end + predict)": live,
-            "predict (raw frame + 1 s audio)": lambda k: model.predict(image=frames[k], audio=audio[ends[k] - rate : ends[k]], sample_rate=rate, color_order="BGR"),
-            "predict, then its speech decision read": lambda k: model.predict(image=frames[k], audio=audio[ends[k] - rate : ends[k]], sample_rate=rate, color_order="BGR").speech,
+            "predict (raw frame + 1 s audio)": raw,
+            "predict, then its speech decision read": lambda k: raw(k).speech,
         }
         for k in range(count):
             ring.write(audio[written : ends[k]], round(ends[k] * 1e6 / rate))  # the microphone's blocks since the last frame

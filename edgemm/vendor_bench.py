@@ -168,7 +168,7 @@ def _run(command: list[str], parse, tool: str) -> VendorFigure:
 
 def _own_litert_tool(exe: str) -> bool:
     """Is `exe` the litert-benchmark of this Python's environment, whose module it can run itself?"""
-    if Path(exe).resolve().parent != Path(sys.executable).resolve().parent and Path(exe).parent != Path(sys.executable).parent:
+    if Path(exe).absolute().parent != Path(sys.executable).absolute().parent:  # (a venv's python is a link: not resolved)
         return False
     try:
         return importlib.util.find_spec(LITERT_MODULE) is not None
