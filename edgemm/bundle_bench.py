@@ -91,34 +91,40 @@ def bundle_subjects(bundle: Path, manifest: Manifest, threads: int | None) -> li
     return subjects
 
 
-def timings(infer: Infer, data: ReferenceSet, runs: int, warmup: int = 20) -> tuple[float, float, float]:
-    """Batch-1 latency p50/p95 (ms) over `runs` calls on varied samples, and batch-8 throughput (samples/s)."""
+def latencies(infer: Infer, data: ReferenceSet, runs: int, warmup: int = 20) -> list[float]:
+    """Batch-1 wall times (ms) of `runs` calls on varied fused samples, after `warmup` untimed calls."""
     fused = np.flatnonzero(data.present.all(1))
 
     def one(k: int) -> None:
         i = fused[k % len(fused)]
         infer(data.image[i : i + 1], data.audio[i : i + 1], data.present[i : i + 1])
 
-    times = call_times_ms(one, runs, warmup)
+    return call_times_ms(one, runs, warmup)
+
+
+def throughput(infer: Infer, data: ReferenceSet, runs: int) -> float:
+    """Samples/s at batch BATCH: the median of `runs` calls."""
     eight = (data.image[:BATCH], data.audio[:BATCH], data.present[:BATCH])
-    batch_ms = call_times_ms(lambda _: infer(*eight), max(runs // 4, 5), warmup=5)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 95)), 1000 * BATCH / float(np.median(batch_ms))
+    return 1000 * BATCH / float(np.median(call_times_ms(lambda _: infer(*eight), runs, warmup=5)))
 
 
 def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None,
           vendor: bool = False, threads: int | None = None) -> list[BenchRow]:  # fmt: skip
     """Accuracy per modality pattern on `data` and timings, every subject measured in this one run; with `vendor`, each
-    artifact's own benchmark tool is run on its file right after (same `threads`, `runs` timed calls)."""
+    artifact's own benchmark tool runs on its file (same `threads`, `runs` timed calls) between two halves of the
+    subject's own timed calls, so that a slower minute on one side of the tool's run does not make the ratio."""
     rows = []
     for s in progress(subjects) if progress else subjects:
         if s.infer is None:
             rows.append(BenchRow(s))
             continue
         accuracy = accuracy_by_mode(run_model(s.infer, data), data)
-        row = BenchRow(s, accuracy, *timings(s.infer, data, runs))
-        if vendor and s.path is not None:
-            row.vendor = vendor_latency(s.path, s.format, threads, runs)
-        rows.append(row)
+        flanked = vendor and s.path is not None
+        times = latencies(s.infer, data, runs - runs // 2 if flanked else runs)
+        figure = vendor_latency(s.path, s.format, threads, runs) if flanked else None
+        times += latencies(s.infer, data, runs // 2) if flanked else []
+        p50, p95 = np.percentile(times, [50, 95])
+        rows.append(BenchRow(s, accuracy, float(p50), float(p95), throughput(s.infer, data, max(runs // 4, 5)), figure))
     return rows
 
 

@@ -98,6 +98,7 @@ class Prediction:
         return {**answer, "modalities": list(self.modalities), "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": round(self.inference_ms, 3)}
 
 
+FLOAT32 = np.dtype(np.float32)
 SMALL_ROW = 64  # one row of at most this many scores is done in Python floats (see softmax)
 
 
@@ -168,10 +169,11 @@ class BundleModel:
     def infer(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:
         """Run preprocessed canonical batches — image (B,C,H,W), audio (B,1,M,T) or (B,1,samples), present (B,2),
         float32, absent modalities already filled — and return `logits` / `embedding` (those the model has)."""
-        batch = present.shape[0]
-        for (name, shape), arr in zip(self._shapes.items(), (image, audio, present)):
-            if arr.dtype != np.float32 or arr.shape != (batch, *shape):
-                raise InputError(f"{name} tensor: expected float32 {(batch, *shape)}, got {arr.dtype} {arr.shape}")
+        batch, (i, a, p) = present.shape[:1], self._shapes.values()  # (one comparison per tensor when they are right)
+        if image.shape != batch + i or audio.shape != batch + a or present.shape != batch + p or not image.dtype == audio.dtype == present.dtype == FLOAT32:
+            for (name, shape), arr in zip(self._shapes.items(), (image, audio, present)):
+                if arr.dtype != FLOAT32 or arr.shape != batch + shape:
+                    raise InputError(f"{name} tensor: expected float32 {batch + shape}, got {arr.dtype} {arr.shape}")
         return self._run(image, audio, present)
 
     def _run(self, image: np.ndarray, audio: np.ndarray, present: np.ndarray) -> dict[str, np.ndarray]:

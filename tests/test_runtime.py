@@ -163,6 +163,14 @@ def test_bad_inputs_to_predict(tiny_bundle, tiny_test_split):
         model.predict(audio=np.zeros(0, np.float32), sample_rate=16000)
     with pytest.raises(InputError, match="expected float32"):
         model.infer(np.zeros((1, 1, 28, 28), np.float32), np.zeros((1, 1, 40, 98), np.float32), np.ones((1, 2), np.float32))
+    image, audio, present = np.zeros((2, 1, 32, 32), np.float32), np.zeros((2, 1, 40, 98), np.float32), np.ones((2, 2), np.float32)
+    assert model.infer(image, audio, present)["logits"].shape == (2, 10)
+    with pytest.raises(InputError, match=r"audio tensor: expected float32 \(2, 1, 40, 98\), got float64"):
+        model.infer(image, audio.astype(np.float64), present)
+    with pytest.raises(InputError, match=r"image tensor: expected float32 \(1, 1, 32, 32\), got float32 \(2, 1, 32, 32\)"):
+        model.infer(image, audio[:1], present[:1])
+    with pytest.raises(InputError, match=r"present tensor: expected float32 \(2, 2\), got float32 \(2, 3\)"):
+        model.infer(image, audio, np.ones((2, 3), np.float32))
     with pytest.raises(BundleError, match="unknown backend 'nope'"):
         load_bundle(tiny_bundle, backend="nope")
 

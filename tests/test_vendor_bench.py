@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -161,8 +162,22 @@ def subject(name, fmt, backend, path) -> Subject:
 
 
 @pytest.mark.skipif(find_tool("benchmark_app") is None and find_tool("litert-benchmark") is None, reason="no vendor tool here")
-def test_bench_rows_get_the_vendor_figure(tiny, tiny_tflite, tmp_path):
+def test_bench_rows_get_the_vendor_figure(tiny, tiny_tflite, tmp_path, monkeypatch):
+    import edgemm.bundle_bench as bundle_bench
     from edgemm.runtimes.backends import format_backend
+
+    calls, at_tool = Counter(), {}  # per subject: its calls so far, and how many had been made when its tool ran
+
+    def counted(sub: Subject) -> Subject:
+        infer = sub.infer
+        sub.infer = lambda *x: (calls.update([sub.path]), infer(*x))[1]
+        return sub
+
+    def tool(path, *args):
+        at_tool[path] = calls[path]
+        return vendor_latency(path, *args)
+
+    monkeypatch.setattr(bundle_bench, "vendor_latency", tool)
 
     x = feeds(24)
     data = ReferenceSet(x["image"], np.zeros((24, 1), np.float32), np.ones((24, 2), np.float32), np.arange(24) % 6, np.zeros((24, 6), np.float32), None, "tiny")
@@ -174,7 +189,10 @@ def test_bench_rows_get_the_vendor_figure(tiny, tiny_tflite, tmp_path):
         broken = tmp_path / "broken.tflite"
         broken.write_bytes(b"TFL3" + b"\0" * 60)
         subjects.append(subject("broken.tflite", "tflite", format_backend("tflite").open(tiny_tflite["fp32"], threads=1), broken))
-    rows = bench(subjects, data, runs=20, vendor=True, threads=1)
+    rows = bench([counted(sub) for sub in subjects], data, runs=20, vendor=True, threads=1)
+    assert len(at_tool) == len(subjects)
+    for path, before in at_tool.items():  # accuracy and the first 10 timed calls before its tool, 10 timed + batch 8 after
+        assert 0 < before < calls[path] - 10, (path, before, calls[path])
     by_name = {r.subject.name: r for r in rows}
     assert by_name["model.onnx"].vendor is None
     measured = [r for r in rows if r.vendor is not None and r.vendor.p50_ms is not None]
@@ -239,6 +257,11 @@ def test_openvino_backend_matches_a_plain_compiled_model(tiny):
         assert compiled.get_property("INFERENCE_NUM_THREADS") == 2 and compiled.get_property("ENABLE_CPU_PINNING") is False
     with pytest.raises(ValueError, match="where the model takes"):
         backend.run({"image": feeds(1)["image"], "present": np.ones((1, 1), np.float32)})  # never broadcast into the input
+    x = feeds(1, seed=7)
+    wide = backend.run({name: value.astype(np.float64) for name, value in x.items()})  # cast in (same kind), as the float32 feed
+    np.testing.assert_array_equal(wide["logits"], backend.run(x)["logits"])
+    with pytest.raises(TypeError, match="same_kind"):
+        backend.run({**x, "present": np.ones((1, 2), np.complex64)})
 
 
 def test_litert_backend_matches_a_plain_interpreter_and_compiled_model(tiny_tflite):

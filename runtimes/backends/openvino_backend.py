@@ -28,8 +28,8 @@ threads cannot move off a core the app's other threads or other processes want.
 
 What made the call slow was Python, not the plugin: `infer({name: array}, share_inputs=True)` wraps every input in a
 new Tensor and builds result dicts per call. Each request now keeps its input tensors (the static request's own,
-or arrays bound once per batch size to the dynamic one): feeds are copied in (`np.copyto`, ~3 µs for the default
-student's 20 KB), `infer()` runs with no arguments and the outputs are copied out of the request's output
+or arrays bound once per batch size to the dynamic one): feeds are copied in (by assignment where the dtypes
+match: ~2 µs for the default student's three inputs, `np.copyto` ~2.7; `np.copyto` casts the others), `infer()` runs with no arguments and the outputs are copied out of the request's output
 tensors. Batch 1, 2 threads, medians of alternating rounds: fp32 IR 0.28 → 0.20 ms, int8 IR 0.35 → 0.27 ms, fp16 IR
 0.34 → 0.26 ms. What remains over `benchmark_app`'s median (0.155 / 0.19–0.22 ms) is the Python call itself:
 the tool reports the request's in-C++ latency; a bare `request.infer()` from Python is ~20 µs more and the
@@ -67,9 +67,12 @@ class _Bound:
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         for target, value in zip(self.inputs, feeds):
-            if target.shape != value.shape:  # np.copyto would broadcast
+            if target.shape != value.shape:  # assignment would broadcast
                 raise InputError(f"input of shape {value.shape} where the model takes {target.shape}")
-            np.copyto(target, value, casting="same_kind")
+            if target.dtype == value.dtype:
+                target[...] = value  # (half np.copyto's cost at this size)
+            else:
+                np.copyto(target, value, casting="same_kind")
         return list(self.request.infer().values())  # fresh arrays: infer() copies the outputs out (share_outputs=False)
 
 
