@@ -108,6 +108,14 @@ def throughput(infer: Infer, data: ReferenceSet, runs: int) -> float:
     return 1000 * BATCH / float(np.median(call_times_ms(lambda _: infer(*eight), runs, warmup=5)))
 
 
+def beside_vendor(s: Subject, data: ReferenceSet, runs: int, threads: int | None) -> tuple[list[float], VendorFigure | None]:
+    """The subject's `runs` timed batch-1 calls, half before and half after its format's own tool runs on its file
+    (same `threads`, `runs` timed calls), and the tool's figure (None: the format has no tool)."""
+    times = latencies(s.infer, data, runs - runs // 2)
+    figure = vendor_latency(s.path, s.format, threads, runs)
+    return times + latencies(s.infer, data, runs // 2), figure
+
+
 def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress: Callable | None = None,
           vendor: bool = False, threads: int | None = None) -> list[BenchRow]:  # fmt: skip
     """Accuracy per modality pattern on `data` and timings, every subject measured in this one run; with `vendor`, each
@@ -119,10 +127,10 @@ def bench(subjects: list[Subject], data: ReferenceSet, runs: int = 200, progress
             rows.append(BenchRow(s))
             continue
         accuracy = accuracy_by_mode(run_model(s.infer, data), data)
-        flanked = vendor and s.path is not None
-        times = latencies(s.infer, data, runs - runs // 2 if flanked else runs)
-        figure = vendor_latency(s.path, s.format, threads, runs) if flanked else None
-        times += latencies(s.infer, data, runs // 2) if flanked else []
+        if vendor and s.path is not None:
+            times, figure = beside_vendor(s, data, runs, threads)
+        else:
+            times, figure = latencies(s.infer, data, runs), None
         p50, p95 = np.percentile(times, [50, 95])
         rows.append(BenchRow(s, accuracy, float(p50), float(p95), throughput(s.infer, data, max(runs // 4, 5)), figure))
     return rows
