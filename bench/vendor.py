@@ -42,6 +42,10 @@ def rounds(bundle: Path, rounds: int, runs: int, threads: int) -> dict[str, list
     return pairs
 
 
+def ratios(got: list[tuple[float, float]]) -> list[float]:
+    return [ours / tool for ours, tool in got]
+
+
 def render(pairs: dict[str, list[tuple[float, float]]], title: str) -> str:
     headers = ["artifact", "rounds", "ours p50 ms", "tool p50 ms", "ours / tool: median", "min", "max", f"rounds ≤ {TARGET}x", f"≤ {TARGET}x"]
     body = []
@@ -49,10 +53,10 @@ def render(pairs: dict[str, list[tuple[float, float]]], title: str) -> str:
         if not got:
             body.append([name, 0, *["-"] * (len(headers) - 2)])
             continue
-        ratios = [ours / tool for ours, tool in got]
-        ratio = statistics.median(ratios)
+        each = ratios(got)
+        ratio = statistics.median(each)
         body.append([name, len(got), f"{statistics.median(o for o, _ in got):.3f}", f"{statistics.median(t for _, t in got):.3f}",
-                     f"{ratio:.2f}", f"{min(ratios):.2f}", f"{max(ratios):.2f}", sum(r <= TARGET for r in ratios), "yes" if ratio <= TARGET else "NO"])  # fmt: skip
+                     f"{ratio:.2f}", f"{min(each):.2f}", f"{max(each):.2f}", sum(r <= TARGET for r in each), "yes" if ratio <= TARGET else "NO"])  # fmt: skip
     return format_table(headers, body, title)
 
 
@@ -64,10 +68,10 @@ def plot(pairs: dict[str, list[tuple[float, float]]], path: Path, title: str) ->
 
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(pairs)), dpi=120)
     for y, (name, got) in enumerate(pairs.items()):
-        ratios = [ours / tool for ours, tool in got]
-        ax.scatter(ratios, [y] * len(ratios), alpha=0.6, label=None)
-        if ratios:
-            ax.plot([statistics.median(ratios)] * 2, [y - 0.3, y + 0.3], color="black")
+        each = ratios(got)
+        ax.scatter(each, [y] * len(each), alpha=0.6)
+        if each:
+            ax.plot([statistics.median(each)] * 2, [y - 0.3, y + 0.3], color="black")
     ax.axvline(TARGET, color="red", linestyle="--", label=f"target {TARGET}x")
     ax.set_yticks(range(len(pairs)), list(pairs))
     ax.set_xlabel("our batch-1 p50 / the vendor tool's p50 (each dot a round, bar = median)")

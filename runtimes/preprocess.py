@@ -578,12 +578,11 @@ def preprocess_audio(
             return clip[None].copy()
         out[0] = clip
         return out
-    kept = None if energies is None else energies[None]
     if out is None:
-        return log_mel(clip[None], spec, None, kept)[0]
+        out = np.empty(spec.shape, np.float32)
     if out.flags.c_contiguous:  # the clip's frames straight into `out`: log_mel's work in fewer steps
         _check_energies(energies, spec.shape)
         _mel_plan(spec, _opencv())(clip_frames(clip, spec), out, energies)
     else:
-        log_mel(clip[None], spec, out[None], kept)
+        log_mel(clip[None], spec, out[None], None if energies is None else energies[None])
     return out

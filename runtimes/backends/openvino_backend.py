@@ -30,8 +30,8 @@ What made the call slow was Python, not the plugin: `infer({name: array}, share_
 new Tensor and builds result dicts per call. Each request now keeps its input tensors (the static request's own,
 or arrays bound once per batch size to the dynamic one): feeds are copied in (by assignment where the dtypes
 match: ~2 µs for the default student's three inputs, `np.copyto` ~2.7; `np.copyto` casts the others), `infer()`
-runs with no arguments and the outputs are copied out of the request's output tensors. Batch 1, 2 threads, medians of alternating rounds: fp32 IR 0.28 → 0.20 ms, int8 IR 0.35 → 0.27 ms, fp16 IR
-0.34 → 0.26 ms. What remains over `benchmark_app`'s median (0.155 / 0.19–0.22 ms) is the Python call itself:
+runs with no arguments and the outputs are copied out of the request's output tensors. Batch 1, 2 threads, medians
+of alternating rounds: fp32 IR 0.28 → 0.20 ms, int8 IR 0.35 → 0.27 ms, fp16 IR 0.34 → 0.26 ms. What remains over `benchmark_app`'s median (0.155 / 0.19–0.22 ms) is the Python call itself:
 the tool reports the request's in-C++ latency; a bare `request.infer()` from Python is ~20 µs more and the
 copies in and out ~20 µs more — about the tool's own Python loop (1000 / its FPS: 0.19–0.21 ms for the fp32 IR).
 An fp16 IR now runs with static shapes too (above), and the outputs are the arrays `infer()` already copies out
